@@ -19,8 +19,6 @@ def check_submission(s: Settings) -> None:
             raise UserError("--container-image needs SLURM with pyxis; with --executor local the job runs on this "
                             "machine's Python: drop --container-image (or use --executor slurm)")
         return
-    if not slurm.available():
-        raise UserError("--executor slurm: sbatch is not on PATH; run on a SLURM login node or use --executor local")
     if not image:
         raise UserError("no container image for the SLURM jobs: pass --container-image IMAGE.sqsh (or export "
                         "CONTAINER_IMAGE=...), or --container-image none to run on the nodes' own Python")
@@ -28,3 +26,5 @@ def check_submission(s: Settings) -> None:
         raise UserError(f"container image file not found: {image} (build it: see containers/README.md)")
     if not s.account:
         raise UserError("no SLURM account: pass --account ACCOUNT (or export ACCOUNT=...)")
+    if not slurm.available():
+        raise UserError("--executor slurm: sbatch is not on PATH; run on a SLURM login node or use --executor local")
