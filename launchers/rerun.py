@@ -20,7 +20,9 @@ def rerun_failed(plan: Plan, dry_run: bool = False) -> int:
         return 0
     names = ", ".join(f"{r.group} ({r.benchmark}, {r.state})" for r in todo)
     if dry_run:
-        print(f"[dry-run] would resubmit group(s) {names} with {executors.script_path(plan, plan.group(todo[0].group)).parent}/sbatch_group<N>.sh; nothing changed.")
+        scripts = ", ".join(executors.script_path(plan, plan.group(r.group)).name for r in todo)
+        print(f"[dry-run] would resubmit group(s) {names} ({scripts}, executor {plan.settings.executor}); "
+              "nothing was changed.")
         return 0
     print(f"resubmitting group(s) {names}; finished samples are kept and not generated again.")
     groups = [plan.group(r.group) for r in todo]
