@@ -41,7 +41,8 @@ def client_cmd(plan: Plan, group: Group, balancer_port: int) -> list[str]:
     s = plan.settings
     cmd = [plan.python, "-m", "xp.nemo_skills.eval_dlm", "--server", f"http://{HOST}:{balancer_port}",
            "--benchmarks", group.bench.spec, "--output-dir", str(plan.path("results")),
-           "--concurrency", str(s.num_workers * s.batch_size), "--temperature", fmt_number(s.temperature)]
+           "--concurrency", str(s.num_workers * s.batch_size), "--temperature", fmt_number(s.temperature),
+           "--model", s.model, "--mode", s.mode]
     if s.data_dir:
         cmd += ["--data-dir", s.data_dir]
     if s.limit is not None:

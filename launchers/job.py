@@ -80,16 +80,21 @@ class GroupJob:
         for i in range(s.num_workers):
             env = self._worker_env(devices[i] if devices else None)
             self.workers.append(spawn(f"worker {i}", worker_cmd(self.plan, self.group, i, ports[i]), env))
-        self.balancer = spawn("balancer", balancer_cmd(self.plan, ports[:-1], ports[-1]), dict(os.environ))
+        self.balancer = spawn("balancer", balancer_cmd(self.plan, ports[:-1], ports[-1]), self._env())
         self.ports = ports
 
     def _worker_env(self, device: str | None) -> dict[str, str]:
-        env = dict(os.environ)
+        env = self._env()
         env["CUDA_VISIBLE_DEVICES"] = device if device is not None else ""
         if device is None and "OMP_NUM_THREADS" not in env:  # CPU workers share the job's cores
             cores = len(os.sched_getaffinity(0))
             env["OMP_NUM_THREADS"] = str(max(1, cores // max(1, self.plan.settings.num_workers)))
         return env
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        """Children write to a log, not a terminal: wide lines keep their messages on one line."""
+        return {"COLUMNS": "200", **os.environ}
 
     def _wait_ready(self) -> None:
         """Every worker's /health and then the balancer's must answer 200 before the client starts."""
@@ -99,8 +104,8 @@ class GroupJob:
         while pending:
             child, port = pending[0]
             if child.exit_code() is not None:
-                raise JobFailed(f"{child.name} exited with code {child.exit_code()} before it was ready "
-                                f"(see pipeline_group{self.group.index}.log)")
+                raise JobFailed(f"{child.name} exited with code {child.exit_code()} before it was ready: "
+                                f"{child.last_error() or 'see pipeline_group%d.log' % self.group.index}")
             if healthy(f"http://{HOST}:{port}/health"):
                 pending.pop(0)
                 continue
@@ -111,7 +116,7 @@ class GroupJob:
         print(f"[job] all {len(self.workers)} worker(s) and the balancer are ready", flush=True)
 
     def _run_client(self) -> None:
-        self.client = spawn("eval client", client_cmd(self.plan, self.group, self.ports[-1]), dict(os.environ))
+        self.client = spawn("eval client", client_cmd(self.plan, self.group, self.ports[-1]), self._env())
         while self.client.exit_code() is None:
             if self.balancer.exit_code() is not None:
                 raise JobFailed(f"balancer exited with code {self.balancer.exit_code()} during the evaluation")
@@ -121,7 +126,8 @@ class GroupJob:
             time.sleep(0.5)
         rc = self.client.exit_code()
         if rc != 0:
-            raise JobFailed(f"eval client exited with code {rc} (see pipeline_group{self.group.index}.log)")
+            raise JobFailed(f"eval client exited with code {rc}: "
+                            f"{self.client.last_error() or 'see pipeline_group%d.log' % self.group.index}")
 
     def _check_results(self) -> None:
         metrics = self.plan.path("results") / "eval-results" / self.group.bench.name / "metrics.json"

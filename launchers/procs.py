@@ -6,21 +6,26 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 
 _PR_SET_PDEATHSIG = 1
+try:  # loaded in the parent, so the child only makes one libc call between fork and exec
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
 
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGKILL it if the job process dies (SLURM's SIGKILL included),
     so no worker survives as an orphan that SLURM's process tracking no longer sees."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -28,6 +33,8 @@ class Child:
     name: str
     proc: subprocess.Popen
     cmd: list[str] = field(default_factory=list)
+    tail: deque = field(default_factory=lambda: deque(maxlen=40))
+    copier: threading.Thread | None = None
 
     @property
     def pid(self) -> int:
@@ -36,12 +43,36 @@ class Child:
     def exit_code(self) -> int | None:
         return self.proc.poll()
 
+    def last_error(self) -> str:
+        """The child's last error message (joined with its wrapped continuation lines), for a reason."""
+        if self.copier is not None:
+            self.copier.join(timeout=2)
+        lines = [l.strip() for l in self.tail if l.strip()]
+        words = ("error", "exception", "failed", "not found", "missing", "no such")
+        hits = [i for i, l in enumerate(lines) if any(w in l.lower() for w in words)]
+        start = hits[-1] if hits else max(0, len(lines) - 1)
+        return " ".join(lines[start:start + 6])[:400]
+
 
 def spawn(name: str, cmd: list[str], env: dict[str, str]) -> Child:
+    """Starts `cmd` in its own process group; its output goes to our stdout with a `[name]` prefix."""
     print(f"[job] starting {name}: {' '.join(cmd)}", flush=True)
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=_die_with_parent)
-    return Child(name, proc, cmd)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+    child = Child(name, proc, cmd)
+    child.copier = threading.Thread(target=_copy_output, args=(child,), daemon=True)
+    child.copier.start()
+    return child
+
+
+def _copy_output(child: Child) -> None:
+    prefix = f"[{child.name}] "
+    for raw in iter(child.proc.stdout.readline, b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        child.tail.append(line)
+        sys.stdout.write(prefix + line + "\n")
+        sys.stdout.flush()
+    child.proc.stdout.close()
 
 
 def stop_all(children: list[Child], grace_s: float) -> None:
