@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import signal
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -112,6 +113,9 @@ class SignalAwareServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
         self._on_exit_signal()
         super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after shutdown; SIGTERM is our normal stop, exit 0
+        if sig == signal.SIGTERM and sig in getattr(self, "_captured_signals", []):
+            self._captured_signals.remove(sig)
 
 def serve(app, host: str, port: int, on_exit_signal: Callable[[], None],
           graceful_seconds: Optional[int] = 30) -> None:
@@ -122,3 +126,4 @@ def serve(app, host: str, port: int, on_exit_signal: Callable[[], None],
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per proxied request is noise

@@ -34,9 +34,9 @@ class PromptBuilder:
             raise APIError("The prompt is empty after tokenization; send some text.", param="prompt")
         return tuple(ids)
 
-    def completion(self, prompt: Union[str, list[int]]) -> tuple[int, ...]:
+    def completion(self, prompt: Union[str, list[int]], add_special_tokens: bool = False) -> tuple[int, ...]:
         if isinstance(prompt, str):
-            return self.text(prompt)
+            return self.text(prompt, add_special_tokens)
         bad = [t for t in prompt if not 0 <= t < self.vocab_size]
         if bad:
             raise APIError(f"Prompt token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1}).",

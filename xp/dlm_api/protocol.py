@@ -105,6 +105,8 @@ PromptInput = Union[str, list[str], list[int], list[list[int]]]
 class CompletionRequest(_SamplingRequest):
     prompt: PromptInput
     echo: Optional[bool] = False
+    # text prompts usually arrive already templated (NeMo-Skills' text endpoint), BOS included
+    add_special_tokens: Optional[bool] = False
 
     @field_validator("prompt")
     @classmethod

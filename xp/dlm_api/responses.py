@@ -3,8 +3,10 @@
 Every answer carries `usage.prompt_tokens`, `usage.completion_tokens` (tokens the engine
 generated, the count the NFE refers to) and `usage.nfe`. Stream chunks carry the extension field
 `nld` = {"pass": [pass index per token committed since the previous chunk], "nfe": forwards so far,
-"acceptance_lengths": [tokens per commit in this chunk] (linear speculation) or null}; the last
-chunk's `nld` has the final NFE and all acceptance lengths. OpenAI clients ignore the field.
+"acceptance_lengths": [tokens per commit in this chunk] (linear speculation) or null}. The engine
+reports one pass per commit (for diffusion: the block's commit pass), so the last chunk's `nld`
+adds "token_pass" (the pass that unmasked each token), the final NFE and all acceptance lengths.
+OpenAI clients ignore the field.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class WorkerService:
                            param="prompt")
         jobs = []
         for i, prompt in enumerate(prompts):
-            ids = self.prompts.completion(prompt)
+            ids = self.prompts.completion(prompt, bool(req.add_special_tokens))
             echo = (prompt if isinstance(prompt, str) else self.prompts.tokenizer.decode(ids)) if req.echo else ""
             jobs.append(self._prepare(ids, settings, rid if len(prompts) == 1 else f"{rid}-{i}", echo))
         model = req.model or self.served_model
@@ -152,7 +152,8 @@ class WorkerService:
             final = shape.chunk(kind, rid, model, created, delta,
                                 finish_reason="stop" if stopped else result.finish_reason,
                                 nld={"pass": [], "nfe": result.nfe,
-                                     "acceptance_lengths": result.acceptance_lengths})
+                                     "acceptance_lengths": result.acceptance_lengths,
+                                     "token_pass": result.token_pass})
             final["usage"] = shape.usage(len(job.request.prompt_ids), [result])
             yield shape.sse(final)
             if include_usage:
