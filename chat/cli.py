@@ -91,19 +91,19 @@ def fail(message: str) -> "int":
     return 2
 
 
-def run_single_turn(mode: str, description: str) -> int:
+def run_single_turn(mode: str, description: str, argv: Optional[list[str]] = None) -> int:
     """Entry point of chat_<mode>.py: one user message from stdin, one reply, its NFE and TPF."""
-    args = build_parser(description, with_mode=False).parse_args()
+    args = build_parser(description, with_mode=False).parse_args(argv)
     from xp.dlm_generate.types import GenerationError  # noqa: PLC0415
     from xp.model import ModelLoadError  # noqa: PLC0415
 
+    if sys.stdin.isatty():
+        print("Type your message, then Ctrl-D:", file=sys.stderr)
+    message = sys.stdin.read().strip()  # before loading: no point loading 16 GB for an empty message
+    if not message:
+        return fail(f"no message on stdin; pipe one in, e.g. echo 'Hello' | python chat/chat_{mode}.py")
     try:
         session = open_session(args, mode, want_lora=mode_spec(mode).use_draft_lora)
-        if sys.stdin.isatty():
-            print("Type your message, then Ctrl-D:", file=sys.stderr)
-        message = sys.stdin.read().strip()
-        if not message:
-            return fail("no message on stdin; pipe one in, e.g. echo 'Hello' | python chat/chat_dlm.py")
         reply = session.send(message, on_text=stream_to_stdout)
     except (ChatError, ModelLoadError, GenerationError) as exc:
         return fail(str(exc))

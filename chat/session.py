@@ -106,14 +106,14 @@ class Reply:
 
 
 def default_lora_path(model: str) -> Optional[str]:
-    """The draft adapter that ships with a checkpoint: `<checkpoint dir>/linear_spec_lora`."""
-    from xp.model import resolve_model_dir  # noqa: PLC0415 (heavy import only when needed)
+    """The draft adapter that ships with a checkpoint (`<checkpoint>/linear_spec_lora`), if any.
 
-    try:
-        root = resolve_model_dir(model)
-    except Exception:  # a hub id that is not downloaded yet: no bundled adapter known
-        return None
-    candidate = Path(root) / LORA_SUBDIR
+    Resolving a hub id fetches it (adapter included) as `load_model` would; a bad --model raises
+    the loader's ModelLoadError here already.
+    """
+    from xp.model.loader import resolve_checkpoint  # noqa: PLC0415 (heavy import only when needed)
+
+    candidate = Path(resolve_checkpoint(model)) / LORA_SUBDIR
     return str(candidate) if (candidate / "adapter_config.json").is_file() else None
 
 

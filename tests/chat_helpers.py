@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # chat/ is not an installed package; the scripts import it from the repo
+    sys.path.insert(0, str(ROOT))
 STATS = re.compile(r"^\[(?P<mode>\w+)\] tokens=(?P<tokens>\d+) NFE=(?P<nfe>\d+) TPF=(?P<tpf>[\d.]+)", re.M)
 
 
@@ -23,9 +25,23 @@ class Stats:
 
 def run_script(script: str, args: list[str], stdin: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Runs chat/<script> as a user would (plain `python chat/x.py`), from outside the repo."""
+    return run_scripts([(script, args, stdin)], timeout)[0]
+
+
+def run_scripts(jobs: list[tuple[str, list[str], str]], timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """Runs several scripts at once (model loading dominates; the box has 2 cores)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "chat" / script), *args], input=stdin,
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
+    procs = []
+    for script, args, stdin in jobs:
+        cmd = [sys.executable, str(ROOT / "chat" / script), *args]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd="/")
+        procs.append((cmd, proc, stdin))
+    done = []
+    for cmd, proc, stdin in procs:
+        out, err = proc.communicate(stdin, timeout=timeout)
+        done.append(subprocess.CompletedProcess(cmd, proc.returncode, out, err))
+    return done
 
 
 def parse_stats(stdout: str) -> list[Stats]:

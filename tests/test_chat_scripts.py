@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import pytest
 
-from chat_helpers import parse_stats, reply_text, run_script
+from chat_helpers import parse_stats, reply_text, run_script, run_scripts
+
+from chat.cli import run_single_turn
 
 MESSAGE = "What is 7 times 8?\n"
 COMMON = ["--device", "cpu", "--max-new-tokens", "16"]
@@ -15,12 +18,11 @@ COMMON = ["--device", "cpu", "--max-new-tokens", "16"]
 @pytest.fixture(scope="module")
 def single_turn(tiny_ckpt):
     """stdout of each single-turn script answering the same message (run once per module)."""
-    outputs = {}
-    for mode in ("ar", "dlm", "linear_spec", "linear_spec_lora"):
-        proc = run_script(f"chat_{mode}.py", ["--model", str(tiny_ckpt), *COMMON], MESSAGE)
+    modes = ("ar", "dlm", "linear_spec", "linear_spec_lora")
+    procs = run_scripts([(f"chat_{m}.py", ["--model", str(tiny_ckpt), *COMMON], MESSAGE) for m in modes])
+    for mode, proc in zip(modes, procs):
         assert proc.returncode == 0, f"chat_{mode}.py failed:\n{proc.stderr}"
-        outputs[mode] = proc.stdout
-    return outputs
+    return {mode: proc.stdout for mode, proc in zip(modes, procs)}
 
 
 @pytest.mark.parametrize("mode", ["ar", "dlm", "linear_spec", "linear_spec_lora"])
@@ -46,26 +48,36 @@ def test_greedy_speculation_reproduces_ar(single_turn):
     assert reply_text(single_turn["linear_spec_lora"]) == ar
 
 
-def test_empty_stdin_is_a_clear_error(tiny_ckpt):
-    proc = run_script("chat_dlm.py", ["--model", str(tiny_ckpt), *COMMON], "")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: no message on stdin")
-    assert "Traceback" not in proc.stderr
+def single_turn_in_process(mode, argv, stdin, monkeypatch, capsys):
+    """The same entry point as chat_<mode>.py, in this process (error paths need no subprocess)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    rc = run_single_turn(mode, "test", argv)
+    return rc, capsys.readouterr()
 
 
-def test_lora_mode_without_adapter_is_a_clear_error(tiny_ckpt, tmp_path):
+def test_empty_stdin_is_a_clear_error(tiny_ckpt, monkeypatch, capsys):
+    rc, out = single_turn_in_process("dlm", ["--model", str(tiny_ckpt), *COMMON], "  \n", monkeypatch, capsys)
+    assert rc == 2
+    assert out.err.strip().splitlines()[-1].startswith("error: no message on stdin")
+
+
+def test_lora_mode_without_adapter_is_a_clear_error(tiny_ckpt, tmp_path, monkeypatch, capsys):
     bare = tmp_path / "no_lora"
     shutil.copytree(tiny_ckpt, bare, ignore=shutil.ignore_patterns("linear_spec_lora"))
-    proc = run_script("chat_linear_spec_lora.py", ["--model", str(bare), *COMMON], MESSAGE)
-    assert proc.returncode == 2
-    assert "--lora-path" in proc.stderr and "Traceback" not in proc.stderr
+    rc, out = single_turn_in_process("linear_spec_lora", ["--model", str(bare), *COMMON], MESSAGE,
+                                     monkeypatch, capsys)
+    assert rc == 2
+    assert out.err.startswith("error: mode 'linear_spec_lora' needs a draft LoRA adapter")
+    assert "--lora-path" in out.err
 
 
-def test_missing_model_dir_is_a_clear_error(tmp_path):
-    proc = run_script("chat_ar.py", ["--model", str(tmp_path / "nowhere"), *COMMON], MESSAGE)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error:")
-    assert "Traceback" not in proc.stderr
+@pytest.mark.parametrize("flag,value", [("--model", "/nowhere/at/all"), ("--lora-path", "/nowhere/lora")])
+def test_missing_paths_are_clear_errors(tiny_ckpt, flag, value, monkeypatch, capsys):
+    argv = ["--model", str(tiny_ckpt), *COMMON, flag, value]
+    rc, out = single_turn_in_process("linear_spec", argv, MESSAGE, monkeypatch, capsys)
+    assert rc == 2
+    lines = out.err.strip().splitlines()
+    assert lines[-1].startswith("error:") and value in lines[-1]
 
 
 def test_multi_turn_session_switches_modes(tiny_ckpt):
