@@ -66,14 +66,15 @@ def parse_benchmarks(text: str, registry: BenchmarkRegistry) -> tuple[BenchSpec,
 
 
 def resolve_settings(raw: Mapping[str, Any], env: Mapping[str, str], table: ModeTable,
-                     registry: BenchmarkRegistry, cwd: Path) -> Settings:
-    """raw: flag values as given (None = not given). env: the process environment."""
+                     registry: BenchmarkRegistry, cwd: Path, require_lora_dir: bool = True) -> Settings:
+    """raw: flag values as given (None = not given). env: the process environment.
+    require_lora_dir=False: `eval.sh --stage` fills a missing LoRA folder instead of rejecting it."""
     if not raw.get("mode"):
         raise UserError("--mode is required: one of " + ", ".join(table.modes))
     d = table.for_mode(raw["mode"])
     pick = lambda key: raw.get(key) if raw.get(key) is not None else d.get(key)  # noqa: E731
     gpus = to_int("--gpus", pick("gpus"), minimum=0)
-    lora, lora_path, draft_only = _resolve_lora(raw, d)
+    lora, lora_path, draft_only = _resolve_lora(raw, d, require_lora_dir)
     values = dict(
         mode=raw["mode"], model=str(pick("model")), tokenizer=pick("tokenizer") or None,
         engine=d["engine"], linear_speculation=bool(d["linear_speculation"]),
@@ -109,7 +110,8 @@ def resolve_settings(raw: Mapping[str, Any], env: Mapping[str, str], table: Mode
     return Settings(**values)
 
 
-def _resolve_lora(raw: Mapping[str, Any], d: Mapping[str, Any]) -> tuple[bool, str | None, bool]:
+def _resolve_lora(raw: Mapping[str, Any], d: Mapping[str, Any],
+                  require_dir: bool = True) -> tuple[bool, str | None, bool]:
     lora = bool(raw.get("lora"))
     draft_only = to_bool("--draft-lora-only", raw["draft_lora_only"] if raw.get("draft_lora_only")
                          is not None else d["draft_lora_only"])
@@ -119,8 +121,10 @@ def _resolve_lora(raw: Mapping[str, Any], d: Mapping[str, Any]) -> tuple[bool, s
         raise UserError(f"--lora applies only to --mode linear_spec (got --mode {raw['mode']}); drop --lora")
     path = Path(raw.get("lora_path") or d["lora_path"]).expanduser()
     path = path if path.is_absolute() else (PROJECT_DIR / path if not raw.get("lora_path") else path.resolve())
-    if not path.is_dir():
-        raise UserError(f"--lora: LoRA directory not found: {path} (pass --lora-path DIR with the adapter)")
+    if not path.is_dir() and require_dir:
+        fetch = "bash scripts/fetch_bundled_lora.sh" if not raw.get("lora_path") else "bash eval.sh --stage ..."
+        raise UserError(f"--lora: LoRA directory not found: {path} (pass --lora-path DIR with the adapter, "
+                        f"or fetch it: {fetch})")
     return True, str(path.resolve()), draft_only
 
 
