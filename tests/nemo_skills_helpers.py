@@ -82,3 +82,21 @@ def gold_answer_by_prompt(rows: list[dict], prompt_name: str, make_text: Callabl
     from xp.nemo_skills.prompts import build_messages
 
     return {build_messages(prompt_name, r)[-1]["content"]: make_text(r) for r in rows}
+
+
+def prepare_all(data_dir: Path, names: tuple[str, ...] = ("gsm8k", "math-500", "aime24", "aime25", "human-eval",
+                                                           "mbpp", "mmlu", "gpqa", "ifeval")) -> Path:
+    """Prepare the real shared data with --from-raw, exactly as a user would."""
+    from xp.nemo_skills.prepare_data import main
+
+    assert main([*names, "--data-dir", str(data_dir), "--from-raw", str(RAW_DATA)]) == 0
+    return data_dir
+
+
+def write_outputs(bench_dir: Path, rows: list[dict], key: str = "generation", seed=None) -> Path:
+    """An output file as the client would leave it (then graded by summarize)."""
+    from xp.nemo_skills.results import output_name, write_jsonl_atomic
+
+    path = bench_dir / output_name(seed)
+    write_jsonl_atomic(path, rows)
+    return path

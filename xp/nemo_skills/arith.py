@@ -84,11 +84,11 @@ def make_problem(rng: random.Random) -> dict:
     item = rng.choice(ITEMS)
     v = rng.randint(2, 99)
     sentences, equations = [f"{name} has {v} {item}."], []
-    n_steps = rng.choice([2, 2, 3, 3, 3, 4])
-    while len(equations) < n_steps:
+    n_eq = rng.choice([2, 2, 3, 3, 3, 4])                  # equations in the solution (packs take two)
+    while sum(e.count("=") for e in equations) < n_eq:
         who = pron.capitalize() if rng.random() < 0.7 else name
         step = rng.choices(STEPS, STEP_WEIGHTS)[0](rng, v, who)
-        if step is None:
+        if step is None or sum(e.count("=") for e in equations) + step[1].count("=") > n_eq:
             continue
         text, eq, v = step
         sentences.append(text)

@@ -162,6 +162,9 @@ def mmlu(paths: list[Path]) -> Rows:
     return rows
 
 
+GPQA_SEED = 42
+
+
 def _gpqa_clean(text) -> str:
     """GPQA text cleanup as NeMo-Skills (after lm-eval): drop [bracketed] notes, fix spacing."""
     if text is None:
@@ -171,9 +174,8 @@ def _gpqa_clean(text) -> str:
     return text.replace("  ", " ")
 
 
-def gpqa_row(src: dict, seed: int = 42) -> dict:
+def gpqa_row(src: dict, rng: random.Random) -> dict:
     choices = [_gpqa_clean(src[f"Incorrect Answer {i}"]) for i in (1, 2, 3)] + [_gpqa_clean(src["Correct Answer"])]
-    rng = random.Random(seed)  # NeMo-Skills re-seeds with 42 before every row's shuffle
     rng.shuffle(choices)
     correct = choices.index(_gpqa_clean(src["Correct Answer"]))
     row = mcq_fields(src["Question"], choices, sep=". ", joiner="\n")
@@ -188,7 +190,8 @@ def gpqa(paths: list[Path]) -> Rows:
     path = paths[0]
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", newline="") as f:
-        return [gpqa_row(rec) for rec in csv.DictReader(f)]
+        rng = random.Random(GPQA_SEED)  # as NeMo-Skills: seed 42 once, shuffle rows in dataset order
+        return [gpqa_row(rec, rng) for rec in csv.DictReader(f)]
 
 
 def ifeval(paths: list[Path]) -> Rows:

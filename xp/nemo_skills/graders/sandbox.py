@@ -33,9 +33,16 @@ del _s
 
 @dataclass(frozen=True)
 class Limits:
+    """`timeout_s` is CPU time (robust to a busy machine); the wall clock allows 3x + 5 s more, for
+    programs that sleep or block instead of computing."""
+
     timeout_s: float = 10.0
     memory_mb: int = 1024
     file_size_mb: int = 64
+
+    @property
+    def wall_s(self) -> float:
+        return 3 * self.timeout_s + 5
 
 
 @dataclass
@@ -51,8 +58,8 @@ class RunResult:
         return self.returncode == 0 and not self.timed_out
 
     def status(self) -> str:
-        if self.timed_out:
-            return "timeout"
+        if self.timed_out or self.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            return "timeout"  # wall clock, or the CPU limit (SIGXCPU soft, SIGKILL hard)
         if self.returncode == 0:
             return "pass"
         if self.returncode is not None and self.returncode < 0:
@@ -78,7 +85,7 @@ def netns_prefix() -> tuple[str, ...]:
 def _set_limits(limits: Limits) -> None:  # runs in the child between fork and exec
     mem = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    cpu = int(limits.timeout_s) + 1
+    cpu = max(1, int(limits.timeout_s))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     size = limits.file_size_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
@@ -90,7 +97,7 @@ def _limit_prefix(limits: Limits) -> tuple[str, ...]:
     exe = shutil.which("prlimit")
     if not exe:
         return ()
-    cpu = int(limits.timeout_s) + 1
+    cpu = max(1, int(limits.timeout_s))
     return (exe, f"--as={limits.memory_mb * 1024 * 1024}", f"--cpu={cpu}:{cpu + 1}",
             f"--fsize={limits.file_size_mb * 1024 * 1024}", "--core=0", "--")
 
@@ -107,7 +114,7 @@ def run_limited(cmd: list[str], limits: Limits, cwd: Path, stdin: str = "", netw
                             preexec_fn=None if limit_prefix else (lambda: _set_limits(limits)))
     timed_out = False
     try:
-        out, err = proc.communicate(stdin.encode(), timeout=limits.timeout_s)
+        out, err = proc.communicate(stdin.encode(), timeout=limits.wall_s)
     except subprocess.TimeoutExpired:
         timed_out = True
         try:
