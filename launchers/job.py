@@ -45,6 +45,7 @@ class GroupJob:
         state, reason = FAILED, "job ended unexpectedly"
         try:
             self._prepare()
+            self._check_data()
             self._start_servers()
             self._wait_ready()
             self._run_client()
@@ -72,6 +73,17 @@ class GroupJob:
                     if k.startswith(("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "CUDA_VISIBLE", "PYXIS_", "ENROOT_"))}
         print(f"[job] group {self.group.index} ({self.group.bench.spec}) on {socket.gethostname()}, "
               f"pid {os.getpid()}, python {sys.executable}, env {env_view}", flush=True)
+
+    def _check_data(self) -> None:
+        """Fail fast on missing data, before GPUs spend minutes loading the model."""
+        from xp.nemo_skills.data import MissingDataError, load_rows, resolve_data_dir
+        from xp.nemo_skills.registry import RegistryError, load_registry
+
+        try:
+            spec = load_registry().get(self.group.bench.name)
+            load_rows(spec, resolve_data_dir(self.plan.settings.data_dir), limit=1)
+        except (MissingDataError, RegistryError) as exc:
+            raise JobFailed(f"{self.group.bench.name}: {exc}") from None
 
     def _start_servers(self) -> None:
         s = self.plan.settings
