@@ -45,7 +45,8 @@ def generate_diffusion(bundle, requests, row_ids, on_commit) -> list:
     B = requests[0].block_length
     threshold = requests[0].threshold
     budgets = [diffusion_budget(r) for r in requests]
-    cache = model.new_cache(len(requests), max(len(r.prompt_ids) + n for r, n in zip(requests, budgets)) + B)
+    max_len = max(len(r.prompt_ids) + n for r, n in zip(requests, budgets)) + B
+    cache = model.new_cache(len(requests), max_len, reuse=True)
     rows = Rows(requests, bundle, cache, on_commit, row_ids)
     logits = prefill(model, cache, [list(r.prompt_ids) for r in requests], eos)
     lens = [len(r.prompt_ids) for r in requests]                       # host copy of cache.lens
@@ -61,26 +62,27 @@ def generate_diffusion(bundle, requests, row_ids, on_commit) -> list:
         masked[:, 0] = False
         passes = torch.zeros((n, B), dtype=torch.long)                 # host: pass index per position
         passes[:, 0] = torch.tensor([seed_pass[j] for j in range(n)])
-        schedule = [transfer_schedule(int(m), B) for m in masked.sum(1).tolist()]
-        stopped = _eos_stopped(rows, x, masked, eos)
+        schedule = torch.tensor([transfer_schedule(int(m), B) for m in masked.sum(1).tolist()],
+                                device=x.device)                       # [n, B] commits per step
+        early = torch.tensor([rows.state(j).request.eos_early_stop for j in range(n)], device=x.device)
+        todo = masked.any(1) & ~_eos_stopped(x, masked, eos, early)    # [n] rows still denoising
+        todo_host = todo.tolist()
         kv_len = max(lens) + B
         for step in range(B):
-            todo = masked.any(1) & ~stopped                             # [n] rows still denoising
-            if not bool(todo.any()):
+            if not any(todo_host):
                 break
             logits = model(x, cache, "bidir", kv_len=kv_len)            # [n, B, V]
             x0, conf = choose_tokens(logits, rows.temps, rows.gens, mask_id)
-            k = torch.tensor([sch[step] for sch in schedule], device=x.device)
-            pick = select_commits(conf, masked, threshold, k) & todo[:, None]
+            pick = select_commits(conf, masked, threshold, schedule[:, step]) & todo[:, None]
             x = torch.where(pick, x0, x)
             masked &= ~pick
-            todo_host = todo.tolist()
-            pick_host = pick.cpu()
+            todo = masked.any(1) & ~_eos_stopped(x, masked, eos, early)
+            host = torch.cat([pick, todo[:, None]], 1).cpu()           # one sync per pass
             for j in range(n):
                 if todo_host[j]:
-                    passes[j][pick_host[j]] = rows.state(j).nfe
+                    passes[j][host[j, :B]] = rows.state(j).nfe
                     rows.state(j).nfe += 1
-            stopped = _eos_stopped(rows, x, masked, eos)
+            todo_host = host[:, B].tolist()
         # commit pass: causal, writes the block, gives the next seeds
         logits = model(x, cache, "causal", commit=True, kv_len=kv_len, logits_at=torch.full(
             (n,), B - 1, device=x.device))
@@ -113,14 +115,14 @@ def _inject_think(rows: Rows, x: torch.Tensor, B: int) -> None:
     for j in range(len(rows)):
         at = rows.forced_think_index(j)
         start = len(rows.state(j).tokens)
-        if at is not None and start <= at < start + B:
+        seed_closes = at is not None and at > start and int(x[j, 0]) == rows.bundle.end_think_token_id
+        if at is not None and start <= at < start + B and not seed_closes:
             x[j, at - start] = rows.bundle.end_think_token_id
 
 
-def _eos_stopped(rows: Rows, x: torch.Tensor, masked: torch.Tensor, eos: int) -> torch.Tensor:
-    """[n] rows whose block holds a committed EOS with no mask to its left (early stop on)."""
+def _eos_stopped(x: torch.Tensor, masked: torch.Tensor, eos: int, early: torch.Tensor) -> torch.Tensor:
+    """[n] rows whose block holds a committed EOS with no mask to its left (early: [n] stop enabled)."""
     is_eos = (x == eos) & ~masked
     first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), x.shape[1])
     first_mask = torch.where(masked.any(1), masked.float().argmax(1), x.shape[1])
-    early = torch.tensor([rows.state(j).request.eos_early_stop for j in range(len(rows))], device=x.device)
     return early & is_eos.any(1) & (first_eos < first_mask)

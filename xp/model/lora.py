@@ -111,10 +111,11 @@ def load_lora(model: NLDModel, adapter_dir: str | Path) -> LoraConfig:
         scale = alpha / math.sqrt(r) if cfg.use_rslora else alpha / r
         module.set_lora(a, b, scale)
         attached += 1
-    if tensors:
-        raise ModelLoadError(f"{wpath}: tensors for modules the model does not have: {sorted(tensors)[:3]}")
     if attached == 0:
         raise ModelLoadError(f"{adapter_dir}: target_modules {cfg.target_modules!r} match no layer of the model")
+    if tensors:
+        raise ModelLoadError(f"{wpath}: tensors for modules the model or target_modules do not have: "
+                             f"{sorted(tensors)[:3]}")
     model.has_lora = True
     return cfg
 

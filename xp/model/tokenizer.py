@@ -24,7 +24,7 @@ CHAT_TEMPLATE = (
     "{%- elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}"
     "{%- endif %}"
     "{%- endfor %}"
-    "{%- if add_generation_prompt and enable_thinking is defined and enable_thinking %}<think>\n{%- endif %}"
+    "{%- if add_generation_prompt and enable_thinking is defined and enable_thinking %}<think>\n{% endif %}"
 )
 
 _WORDS = (

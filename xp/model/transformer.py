@@ -16,6 +16,8 @@ loading is a key-for-key copy.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xp.model.config import ModelConfig
+from xp.model.cuda_graphs import KVArena
+from xp.model.fused_ops import EAGER_OPS, Ops, compiled_ops
 from xp.model.rope import apply_rope, llama4_query_scale, rope_cos_sin, rope_inv_freq
 
 AttnMode = Literal["causal", "bidir"]
@@ -32,16 +36,31 @@ class KVCache:
     """Preallocated per-layer K/V buffers [B, kv_heads, max_len, head_dim] and per-row lengths.
 
     `lens[b]` counts the committed slots of row b (prompt + committed tokens). Everything at or
-    beyond `lens[b]` is scratch. Shapes never change, so decode steps can be graph-captured.
+    beyond `lens[b]` is scratch. Shapes never change, so decode steps can be graph-captured. With
+    an `arena` the buffers are views of the model's reusable arena (rows [:batch]) and `graphs`
+    holds its captured forwards; buffers are never reallocated, dropping rows compacts in place.
     """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, *, dtype: torch.dtype,
-                 device: torch.device | str):
-        shape = (batch, config.num_key_value_heads, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.lens = torch.zeros(batch, dtype=torch.long, device=device)
+                 device: torch.device | str, arena=None):
+        if arena is None:
+            shape = (batch, config.num_key_value_heads, max_len, config.head_dim)
+            self._k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+            self._v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+            self._lens = torch.zeros(batch, dtype=torch.long, device=device)
+            self.graphs = None
+        else:
+            self._k, self._v, self._lens, self.graphs = arena.k, arena.v, arena.lens, arena.graphs
+            max_len = arena.max_len
+            arena.lens.zero_()
+            arena.hold(self)
         self.max_len = max_len
+        self._view_rows(batch)
+
+    def _view_rows(self, n: int) -> None:
+        self.k = [t[:n] for t in self._k]
+        self.v = [t[:n] for t in self._v]
+        self.lens = self._lens[:n]
 
     @property
     def batch(self) -> int:
@@ -56,10 +75,11 @@ class KVCache:
         self.lens.copy_(new_lens)
 
     def keep_rows(self, rows: torch.Tensor) -> None:
-        """Drop finished rows: keep only `rows` (int index tensor), in that order."""
-        self.k = [t.index_select(0, rows) for t in self.k]
-        self.v = [t.index_select(0, rows) for t in self.v]
-        self.lens = self.lens.index_select(0, rows)
+        """Drop finished rows: keep only `rows` (int index tensor), in that order (in place)."""
+        n = rows.numel()
+        for t in self.k + self.v + [self.lens]:
+            t[:n].copy_(t.index_select(0, rows))
+        self._view_rows(n)
 
     def snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         """Copies of the committed state (for tests)."""
@@ -109,22 +129,36 @@ class Attention(nn.Module):
         self.k_proj = Linear(h, self.n_kv * self.head_dim)
         self.v_proj = Linear(h, self.n_kv * self.head_dim)
         self.o_proj = Linear(self.n_heads * self.head_dim, h)
+        self.qkv_weight: Optional[torch.Tensor] = None   # fused [q; k; v] (fast path), params are views of it
+
+    def _project(self, x: torch.Tensor, lora: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [N, hidden] -> q [N, H, D], k, v [N, Hkv, D]."""
+        N, D = x.shape[0], self.head_dim
+        if self.qkv_weight is not None and not (lora and self.q_proj.lora_A is not None or
+                                                lora and self.k_proj.lora_A is not None or
+                                                lora and self.v_proj.lora_A is not None):
+            q, k, v = F.linear(x, self.qkv_weight).split(
+                [self.n_heads * D, self.n_kv * D, self.n_kv * D], dim=-1)
+        else:
+            q, k, v = self.q_proj(x, lora), self.k_proj(x, lora), self.v_proj(x, lora)
+        return q.view(N, self.n_heads, D), k.view(N, self.n_kv, D), v.view(N, self.n_kv, D)
 
     def forward(self, x: torch.Tensor, ctx: "ForwardContext", k_cache: torch.Tensor,
                 v_cache: torch.Tensor) -> torch.Tensor:
         B, L, _ = x.shape                                                   # x: [B, L, hidden]
-        q = self.q_proj(x, ctx.lora).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x, ctx.lora).view(B, L, self.n_kv, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x, ctx.lora).view(B, L, self.n_kv, self.head_dim).transpose(1, 2)
-        q = apply_rope(q, ctx.cos, ctx.sin) * ctx.q_scale                    # [B, H, L, D]
-        k = apply_rope(k, ctx.cos, ctx.sin)                                  # [B, Hkv, L, D]
+        Hkv, G, D = self.n_kv, self.n_heads // self.n_kv, self.head_dim
+        q, k, v = self._project(x.reshape(B * L, -1), ctx.lora)
+        q, k = ctx.ops.rope_qk(q, k, ctx.cos, ctx.sin, ctx.q_scale)        # [N, H, D], [N, Hkv, D]
         # write this chunk's K/V into slots [lens, lens + L) of every row
-        k_cache[ctx.row_idx, :, ctx.positions] = k.transpose(1, 2)
-        v_cache[ctx.row_idx, :, ctx.positions] = v.transpose(1, 2)
+        k_cache[ctx.row_idx, :, ctx.positions] = k.view(B, L, Hkv, D)
+        v_cache[ctx.row_idx, :, ctx.positions] = v.view(B, L, Hkv, D)
         keys, values = k_cache[:, :, :ctx.kv_len], v_cache[:, :, :ctx.kv_len]  # [B, Hkv, S, D]
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=ctx.mask,
-                                             enable_gqa=self.n_kv != self.n_heads)  # [B, H, L, D]
-        return self.o_proj(out.transpose(1, 2).reshape(B, L, -1), ctx.lora)
+        # grouped-query attention without expanding K/V: the G query heads of a KV head become
+        # L*G query rows of that head (head h = kv * G + g, rows ordered (l, g))
+        q = q.view(B, L, Hkv, G, D).transpose(1, 2).reshape(B, Hkv, L * G, D)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=ctx.mask)  # [B, Hkv, L*G, D]
+        out = out.view(B, Hkv, L, G, D).transpose(1, 2).reshape(B, L, Hkv * G * D)
+        return self.o_proj(out, ctx.lora)
 
 
 class MLP(nn.Module):
@@ -133,9 +167,15 @@ class MLP(nn.Module):
         self.gate_proj = Linear(config.hidden_size, config.intermediate_size)
         self.up_proj = Linear(config.hidden_size, config.intermediate_size)
         self.down_proj = Linear(config.intermediate_size, config.hidden_size)
+        self.gate_up_weight: Optional[torch.Tensor] = None   # fused [gate; up] (fast path)
 
-    def forward(self, x: torch.Tensor, lora: bool) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x, lora)) * self.up_proj(x, lora), lora)
+    def forward(self, x: torch.Tensor, lora: bool, ops: Ops = EAGER_OPS) -> torch.Tensor:
+        if self.gate_up_weight is not None and not (lora and (self.gate_proj.lora_A is not None
+                                                              or self.up_proj.lora_A is not None)):
+            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x, lora), self.up_proj(x, lora)
+        return self.down_proj(ops.silu_mul(gate, up), lora)
 
 
 class Block(nn.Module):
@@ -146,9 +186,15 @@ class Block(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
-    def forward(self, x, ctx, k_cache, v_cache):
-        x = x + self.self_attn(self.input_layernorm(x), ctx, k_cache, v_cache)
-        return x + self.mlp(self.post_attention_layernorm(x), ctx.lora)
+    def forward(self, x, delta, ctx, k_cache, v_cache):
+        """x: residual stream; delta: the previous block's MLP output, not yet added (None in the
+        first block; adding it here fuses the add with the norm). Returns (x, this block's MLP output)."""
+        ops, n1, n2 = ctx.ops, self.input_layernorm, self.post_attention_layernorm
+        h = ops.rms_norm(x, n1.weight, n1.eps) if delta is None else None
+        if delta is not None:
+            x, h = ops.add_rms_norm(x, delta, n1.weight, n1.eps)
+        x, h = ops.add_rms_norm(x, self.self_attn(h, ctx, k_cache, v_cache), n2.weight, n2.eps)
+        return x, self.mlp(h, ctx.lora, ops)
 
 
 class Encoder(nn.Module):
@@ -160,7 +206,11 @@ class Encoder(nn.Module):
 
 
 class ForwardContext:
-    """Per-forward tensors shared by all layers (positions, rope tables, mask, LoRA switch)."""
+    """Per-forward tensors shared by all layers (positions, rope tables, mask, LoRA switch, ops).
+
+    Everything is computed on the device from `cache.lens`, without host syncs, so the whole
+    forward can be captured in a CUDA graph.
+    """
 
     def __init__(self, model: "NLDModel", input_ids: torch.Tensor, cache: KVCache, mode: AttnMode,
                  lora: bool, kv_len: Optional[int], dtype: torch.dtype):
@@ -173,10 +223,44 @@ class ForwardContext:
         # key slot j is visible to query i of row b iff j < lens[b] + (i + 1 if causal else L)
         limit = self.positions + 1 if mode == "causal" else (cache.lens + L)[:, None].expand(B, L)
         slots = torch.arange(self.kv_len, device=device)
-        self.mask = (slots[None, None, :] < limit[:, :, None])[:, None]      # [B, 1, L, S]
-        self.cos, self.sin = rope_cos_sin(self.positions, model.inv_freq, model.attention_factor, dtype)
-        self.q_scale = llama4_query_scale(self.positions, model.config.rope, dtype)  # [B, 1, L, 1]
+        visible = slots[None, None, None, :] < limit[:, None, :, None]       # [B, 1, L, S]
+        # additive mask, one row per grouped query (l, g): see Attention.forward
+        G = model.config.num_attention_heads // model.config.num_key_value_heads
+        additive = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
+        self.mask = additive[:, :, :, None].expand(B, 1, L, G, self.kv_len).reshape(B, 1, L * G, self.kv_len)
+        cos, sin = rope_cos_sin(self.positions, model.inv_freq, model.attention_factor, dtype)
+        self.cos, self.sin = cos.reshape(B * L, 1, -1), sin.reshape(B * L, 1, -1)   # [N, 1, D]
+        self.q_scale = llama4_query_scale(self.positions, model.config.rope, dtype).reshape(B * L, 1, 1)
         self.lora = lora
+        self.ops = model.ops
+
+
+@dataclass
+class FastOptions:
+    """CUDA fast path switches (all on by default; `NLD_FAST=0` turns all off, `NLD_CUDA_GRAPHS=0`
+    / `NLD_COMPILE=0` / `NLD_FUSE=0` one each). The CPU path never uses them."""
+
+    cuda_graphs: bool = True     # capture fixed-shape decoding forwards (engine caches only)
+    compile: bool = True         # fused elementwise kernels through torch.compile
+    fuse_weights: bool = True    # one GEMM for q/k/v and one for gate/up
+    arena_on_cpu: bool = False   # tests only: run the arena + graph bookkeeping eagerly on CPU
+
+    @classmethod
+    def from_env(cls) -> "FastOptions":
+        def on(name: str) -> bool:
+            return os.environ.get("NLD_FAST", "1") != "0" and os.environ.get(name, "1") != "0"
+        return cls(cuda_graphs=on("NLD_CUDA_GRAPHS"), compile=on("NLD_COMPILE"), fuse_weights=on("NLD_FUSE"))
+
+
+def _fuse(*linears: Linear) -> torch.Tensor:
+    """Concatenate the weights of `linears` into one tensor and make each weight a view of it."""
+    fused = torch.cat([lin.weight.detach() for lin in linears])
+    offset = 0
+    for lin in linears:
+        n = lin.weight.shape[0]
+        lin.weight = nn.Parameter(fused[offset:offset + n], requires_grad=False)
+        offset += n
+    return fused
 
 
 class NLDModel(nn.Module):
@@ -194,6 +278,10 @@ class NLDModel(nn.Module):
         inv_freq, self.attention_factor = rope_inv_freq(config.rope, config.head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.has_lora = False
+        self.fast = FastOptions.from_env()
+        self.ops: Ops = EAGER_OPS
+        self._fast_ready = False
+        self._arena = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -203,30 +291,75 @@ class NLDModel(nn.Module):
     def device(self) -> torch.device:
         return self.diffusion_head.weight.device
 
-    def new_cache(self, batch: int, max_len: int) -> KVCache:
-        return KVCache(self.config, batch, max_len, dtype=self.dtype, device=self.device)
+    def new_cache(self, batch: int, max_len: int, *, reuse: bool = False) -> KVCache:
+        """A cache for `batch` rows of up to `max_len` slots.
+
+        reuse=True (the engines) on CUDA hands out views of a reusable arena whose captured CUDA
+        graphs survive across calls; one such cache may be alive at a time (a second gets a plain one).
+        """
+        on_arena = reuse and (self.device.type == "cuda" or self.fast.arena_on_cpu)
+        if not on_arena:
+            return KVCache(self.config, batch, max_len, dtype=self.dtype, device=self.device)
+        self.prepare_fast()
+        arena = self._arena
+        if arena is not None and arena.busy:
+            return KVCache(self.config, batch, max_len, dtype=self.dtype, device=self.device)
+        if arena is None or not arena.fits(batch, max_len):
+            size = (batch, max_len) if arena is None else (max(batch, arena.batch), max(max_len, arena.max_len))
+            self._arena = arena = None   # free the old buffers and graphs first
+            self._arena = arena = KVArena(self.config, size[0], -(-size[1] // 256) * 256, dtype=self.dtype,
+                                          device=self.device,
+                                          capture=self.fast.cuda_graphs and self.device.type == "cuda")
+        return KVCache(self.config, batch, max_len, dtype=self.dtype, device=self.device, arena=arena)
+
+    @torch.no_grad()
+    def prepare_fast(self) -> None:
+        """Switch on the CUDA fast path once (compiled ops, fused projection weights)."""
+        if self._fast_ready or self.device.type != "cuda":
+            return
+        self._fast_ready = True
+        if self.fast.compile:
+            self.ops = compiled_ops()
+        if self.fast.fuse_weights:
+            for layer in self.encoder.layers:
+                layer.self_attn.qkv_weight = _fuse(layer.self_attn.q_proj, layer.self_attn.k_proj,
+                                                   layer.self_attn.v_proj)
+                layer.mlp.gate_up_weight = _fuse(layer.mlp.gate_proj, layer.mlp.up_proj)
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, cache: KVCache, mode: AttnMode = "causal", *,
                 commit: bool = False, lora: bool = False, kv_len: Optional[int] = None,
-                logits_at: Optional[torch.Tensor] = None) -> torch.Tensor:
+                logits_at: Optional[torch.Tensor] = None, graph: bool = True) -> torch.Tensor:
         """input_ids [B, L] -> float32 logits [B, L, V] (or [B, V] at `logits_at` [B] indices).
 
         Positions are cache.lens[b] + arange(L). commit=True advances cache.lens by L afterwards
         (a causal commit); otherwise the cache's committed state is untouched. `kv_len` bounds the
-        attended slots (must be >= max(lens) + L); None attends the whole buffer.
+        attended slots (must be >= max(lens) + L); None attends the whole buffer. On an arena cache
+        (CUDA) small chunks replay captured graphs (graph=False: run eagerly, e.g. a one-off
+        prefill); replayed logits stay valid until the next forward on that cache.
         """
         if mode not in ("causal", "bidir"):
             raise ValueError(f"attention mode must be 'causal' or 'bidir', got {mode!r}")
         if lora and not self.has_lora:
             raise ValueError("lora=True but no LoRA adapter is loaded")
-        x = self.encoder.embed_tokens(input_ids)                             # [B, L, hidden]
-        ctx = ForwardContext(self, input_ids, cache, mode, lora, kv_len, x.dtype)
-        for layer, k_cache, v_cache in zip(self.encoder.layers, cache.k, cache.v):
-            x = layer(x, ctx, k_cache, v_cache)
-        if logits_at is not None:
-            x = x[torch.arange(x.shape[0], device=x.device), logits_at]      # [B, hidden]
-        logits = self.diffusion_head(self.encoder.norm(x)).float()
+        logits = None
+        if graph and cache.graphs is not None:
+            logits = cache.graphs.run(self, cache, input_ids, mode, lora, kv_len, logits_at)
+        if logits is None:
+            logits = self._forward(input_ids, cache, mode, lora, kv_len, logits_at)
         if commit:
             cache.advance(input_ids.shape[1])
         return logits
+
+    def _forward(self, input_ids: torch.Tensor, cache: KVCache, mode: AttnMode, lora: bool,
+                 kv_len: Optional[int], logits_at: Optional[torch.Tensor]) -> torch.Tensor:
+        x = self.encoder.embed_tokens(input_ids)                             # [B, L, hidden]
+        ctx = ForwardContext(self, input_ids, cache, mode, lora, kv_len, x.dtype)
+        delta = None
+        for layer, k_cache, v_cache in zip(self.encoder.layers, cache.k, cache.v):
+            x, delta = layer(x, delta, ctx, k_cache, v_cache)
+        norm = self.encoder.norm
+        _, h = self.ops.add_rms_norm(x, delta, norm.weight, norm.eps)
+        if logits_at is not None:
+            h = h[torch.arange(h.shape[0], device=h.device), logits_at]      # [B, hidden]
+        return self.diffusion_head(h).float()
