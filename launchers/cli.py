@@ -51,8 +51,12 @@ def parse(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--stage" in argv:  # staging has its own module and options (launchers/stage.py)
+        from launchers.stage import main as stage_main
+        return stage_main([a for a in argv if a != "--stage"])
     try:
-        return _dispatch(parse(sys.argv[1:] if argv is None else argv))
+        return _dispatch(parse(argv))
     except UserError as exc:
         print(f"eval.sh: error: {exc}", file=sys.stderr)
         return 2
@@ -87,8 +91,11 @@ def _new_evaluation(raw: dict[str, Any]) -> int:
     settings = resolve_settings(raw, os.environ, load_modes(), load_benchmarks(), Path.cwd())
     if not raw["dry_run"]:
         check_submission(settings)
-    plan = new_plan(settings, make_eval_dir(settings.out_dir, settings.exp_name))
+    from launchers.staging_check import check_staged
+    staging = check_staged(settings)
+    plan = new_plan(settings, make_eval_dir(settings.out_dir, settings.exp_name), offline=staging.complete)
     print(describe_settings(plan))
+    print("\n".join(staging.lines()))
     if raw["dry_run"]:
         _print_scripts(plan)
         print("[dry-run] nothing was written and nothing was submitted.")

@@ -64,6 +64,9 @@ Output and control:
   --status EVAL_DIR          table per group: COMPLETED/FAILED/RUNNING/PENDING/LOST, job, accuracy, TPF
   --rerun-failed EVAL_DIR    resubmit only FAILED and LOST groups (settings from plan.json; finished
                              samples are kept)
+  --stage                    with the run's flags: download the model, adapter and data the run needs
+                             (+ --from-raw DIR, --only model,lora,data; see docs/staging.md), then jobs
+                             run offline (HF_HUB_OFFLINE=1). --dry-run and submissions report what is missing.
   -h, --help                 this help
 
 Examples:

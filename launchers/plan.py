@@ -28,6 +28,7 @@ class Plan:
     project_dir: Path
     python: str          # interpreter the job runs with (the image's `python3` under a container)
     created: str
+    offline: bool = False  # everything staged (launchers.staging_check): jobs get HF_HUB_OFFLINE=1
 
     @property
     def groups(self) -> tuple[Group, ...]:
@@ -45,7 +46,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": PLAN_VERSION, "created": self.created, "eval_dir": str(self.eval_dir),
-            "project_dir": str(self.project_dir), "python": self.python,
+            "project_dir": str(self.project_dir), "python": self.python, "offline": self.offline,
             "settings": self.settings.to_dict(),
             "groups": [{"group": g.index, "benchmark": g.bench.name, "reps": g.bench.reps,
                         "script": f"sbatch_group{g.index}.sh"} for g in self.groups],
@@ -54,13 +55,14 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Plan":
         return cls(settings=Settings.from_dict(data["settings"]), eval_dir=Path(data["eval_dir"]),
-                   project_dir=Path(data["project_dir"]), python=data["python"], created=data["created"])
+                   project_dir=Path(data["project_dir"]), python=data["python"], created=data["created"],
+                   offline=bool(data.get("offline", False)))
 
 
-def new_plan(settings: Settings, eval_dir: Path) -> Plan:
+def new_plan(settings: Settings, eval_dir: Path, offline: bool = False) -> Plan:
     python = "python3" if _in_container(settings) else sys.executable
     return Plan(settings=settings, eval_dir=eval_dir, project_dir=PROJECT_DIR, python=python,
-                created=_dt.datetime.now().isoformat(timespec="seconds"))
+                created=_dt.datetime.now().isoformat(timespec="seconds"), offline=offline)
 
 
 def _in_container(settings: Settings) -> bool:

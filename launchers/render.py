@@ -63,6 +63,8 @@ def render_script(plan: Plan, group: Group) -> str:
         "",
         "set -euo pipefail",
         f"export HF_HOME={shlex.quote(s.hf_home)}",
+        *(["# everything this run needs is staged (eval.sh --stage): the job never touches the network",
+            "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1"] if plan.offline else []),
         f"export PYTHONPATH={shlex.quote(str(plan.project_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"cd {shlex.quote(str(plan.project_dir))}",
         "",
