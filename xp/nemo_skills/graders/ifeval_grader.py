@@ -19,7 +19,11 @@ import nltk
 @functools.lru_cache(maxsize=1)
 def _checkers() -> tuple[dict, str]:
     """The instruction registry, with its tokenizers bound to what this machine has."""
+    import langdetect
+
     from if_verifiable.ifeval import instructions, instructions_registry, instructions_util
+
+    langdetect.DetectorFactory.seed = 0  # langdetect is random by default: make grades reproducible
 
     try:
         nltk.data.find("tokenizers/punkt_tab/english/")
