@@ -125,7 +125,8 @@ def _if_modes(problems: list[list[dict]]) -> dict:
     modes = {f"pass@{k}": _if_scores([_any_of(p[:k]) for p in problems]) for k in range(1, n + 1)}
     for k in range(2, n + 1):
         per_run = [_if_scores([p[j] for p in problems]) for j in range(k)]
-        modes[f"pass@1[avg-of-{k}]"] = {name: statistics.fmean(r[name]) for name in per_run[0]}
+        modes[f"pass@1[avg-of-{k}]"] = {name: (per_run[0][name] if name.startswith("num_") else
+                                               statistics.fmean(r[name] for r in per_run)) for name in per_run[0]}
     return modes
 
 
