@@ -16,6 +16,7 @@ from launchers_helpers import (eval_dir_from, eval_sh, job_ids, marker, processe
                                queue_empty, require_slurm, status_table, wait_for, SLURM_SCRIPT)
 
 JOB_TIMEOUT = 300
+TEST_DATA = Path(__file__).resolve().parent / "launchers_data"
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,13 @@ def partition() -> str:
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
-    """Prepared benchmark data ($NLD_DATA_DIR, else the sample shipped with the client), copied so a test
-    can take a benchmark away."""
+    """Prepared data for gsm8k (the client's shipped sample, or $NLD_DATA_DIR) and math-500 (5 real rows kept
+    with these tests), copied so a test can take a benchmark away."""
     from xp.nemo_skills.data import resolve_data_dir
-    source = resolve_data_dir(None)
     target = tmp_path / "data"
-    for bench in ("gsm8k", "math-500"):
+    for bench, source in (("gsm8k", resolve_data_dir(None)), ("math-500", TEST_DATA)):
         src = source / bench
-        assert src.is_dir(), f"the client's sample data lacks {bench}: {src}"
+        assert src.is_dir(), f"no prepared {bench} data at {src}"
         shutil.copytree(src, target / bench)
     return target
 
@@ -66,11 +66,22 @@ def assert_no_leftovers(eval_dir: Path) -> None:
         pytest.fail(f"processes left behind: {processes_mentioning(str(eval_dir))}")
 
 
-def test_two_groups_complete_with_results_nfe_and_server_info(tmp_path, partition, data_dir):
+def test_two_groups_complete_under_pyxis_with_results_nfe_and_server_info(tmp_path, partition, data_dir):
+    """The 2-group plan, with an image set: the container options reach each job through the pyxis stub
+    (which runs the job on the host, where the test's Python is first on PATH)."""
+    if not pyxis_stub_installed():
+        pytest.fail(f"the pyxis option stub is not installed: SLURM_PYXIS_STUB=1 bash {SLURM_SCRIPT} up")
+    image = tmp_path / "nld-eval.sqsh"
+    image.write_bytes(b"stand-in image: the stub runs the job on the host")
     eval_dir = submit(tmp_path, partition, "--benchmarks", "gsm8k:1,math-500:1", "--limit", "3",
-                      "--data-dir", str(data_dir))
+                      "--data-dir", str(data_dir), "--container-mounts", "/tmp:/tmp", image=str(image))
     ids = wait_done(eval_dir, 2)
     for group, bench in ((0, "gsm8k"), (1, "math-500")):
+        log = log_of(eval_dir, group)
+        assert f"'PYXIS_STUB_CONTAINER_IMAGE': '{image}'" in log, log[:2000]
+        assert "'PYXIS_STUB_NO_CONTAINER_MOUNT_HOME': '1'" in log
+        mounts = log.split("'PYXIS_STUB_CONTAINER_MOUNTS': '")[1].split("'")[0].split(",")
+        assert "/tmp:/tmp" in mounts and f"{tmp_path / 'out'}:{tmp_path / 'out'}" in mounts
         done = marker(eval_dir, "COMPLETED", group)
         assert done is not None, log_of(eval_dir, group)
         assert marker(eval_dir, "FAILED", group) is None
@@ -177,19 +188,3 @@ def test_dry_run_leaves_queue_and_output_dir_unchanged(tmp_path, partition):
     assert second == first + 1, "the dry run submitted a job"
     assert not out_dir.exists() and list(tmp_path.iterdir()) == []
     assert res.stdout.count("#SBATCH --gpus-per-node=8") == 2 and "sbatch_group1.sh -----" in res.stdout
-
-
-def test_container_options_reach_the_job_through_pyxis(tmp_path, partition, data_dir):
-    if not pyxis_stub_installed():
-        pytest.fail(f"the pyxis option stub is not installed: SLURM_PYXIS_STUB=1 bash {SLURM_SCRIPT} up")
-    image = tmp_path / "nld-eval.sqsh"
-    image.write_bytes(b"stand-in image: the stub runs the job on the host")
-    eval_dir = submit(tmp_path, partition, "--benchmarks", "gsm8k:1", "--limit", "1", "--data-dir", str(data_dir),
-                      "--container-mounts", "/tmp:/tmp", image=str(image))
-    wait_done(eval_dir, 1)
-    log = log_of(eval_dir, 0)
-    assert f"'PYXIS_STUB_CONTAINER_IMAGE': '{image}'" in log, log[:2000]
-    assert "'PYXIS_STUB_NO_CONTAINER_MOUNT_HOME': '1'" in log
-    mounts = log.split("'PYXIS_STUB_CONTAINER_MOUNTS': '")[1].split("'")[0].split(",")
-    assert "/tmp:/tmp" in mounts and f"{tmp_path / 'out'}:{tmp_path / 'out'}" in mounts
-    assert marker(eval_dir, "COMPLETED", 0) is not None, log[-3000:]
