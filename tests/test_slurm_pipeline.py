@@ -146,6 +146,7 @@ def test_scancel_leaves_nothing_running_and_rerun_resumes(tmp_path, partition, d
                       "--data-dir", str(data_dir))
     [job] = wait_for(lambda: job_ids(eval_dir), 30, "submission")
     wait_for(lambda: len(_async_rows(eval_dir)) >= 2, JOB_TIMEOUT, "a few finished samples")
+    assert status_table(eval_dir, tmp_path)[0][2:4] == ["RUNNING", job]
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: queue_empty([job]), 60, "the cancelled job to leave the queue")
     assert_no_leftovers(eval_dir)
