@@ -35,6 +35,10 @@ def sbatch_directives(plan: Plan, group: Group) -> list[str]:
     lines = [f"--job-name={job_name(plan, group)}", "--nodes=1", "--ntasks=1"]
     if s.gpus > 0:
         lines.append(f"--gpus-per-node={s.gpus}")
+        if s.slurm_cpus_per_gpu:
+            lines.append(f"--cpus-per-task={s.gpus * s.slurm_cpus_per_gpu}")
+        if s.slurm_mem is not None:
+            lines.append(f"--mem={s.slurm_mem}")
     if s.account:
         lines.append(f"--account={_q(s.account)}")
     if s.partition:

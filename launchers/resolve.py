@@ -104,6 +104,9 @@ def resolve_settings(raw: Mapping[str, Any], env: Mapping[str, str], table: Mode
         dtype=d["dtype_gpu"] if gpus > 0 else d["dtype_cpu"],
         readiness_timeout_s=to_float("readiness_timeout_s", d["readiness_timeout_s"]),
         stop_grace_s=to_float("stop_grace_s", d["stop_grace_s"]),
+        slurm_cpus_per_gpu=None if d.get("slurm_cpus_per_gpu") is None
+        else to_int("slurm_cpus_per_gpu (configs/modes.yaml)", d["slurm_cpus_per_gpu"]),
+        slurm_mem=None if d.get("slurm_mem") is None else str(d["slurm_mem"]),
     )
     values["exp_name"] = raw.get("exp_name") or experiment_name(values)
     _check_exp_name(values["exp_name"])

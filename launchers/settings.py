@@ -55,6 +55,8 @@ class Settings:
     dtype: str
     readiness_timeout_s: float
     stop_grace_s: float
+    slurm_cpus_per_gpu: int | None = None
+    slurm_mem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -130,6 +130,7 @@ def test_dry_run_prints_every_script_with_container_options(tmp_path):
 def test_gpu_jobs_request_gpus_per_node(tmp_path):
     out = _dry(tmp_path, "--mode", "ar", "--gpus", "4", "--benchmarks", "gsm8k:1", "--executor", "local")
     assert "#SBATCH --gpus-per-node=4" in out and "--device cuda --dtype bf16" in out
+    assert "#SBATCH --cpus-per-task=32" in out and "#SBATCH --mem=0" in out  # 8 CPUs per GPU, whole memory
 
 
 def test_plan_round_trip(tmp_path):
