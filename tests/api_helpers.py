@@ -55,10 +55,10 @@ class Proc:
         return [json.loads(line) for line in self.nfe_log.read_text().splitlines() if line.strip()]
 
 
-def launch(module: str, args: list[str], log: Path, name: str, env: Optional[dict] = None) -> Proc:
-    port = free_port()
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    with open(log, "w") as out:
+def launch(module: str, args: list[str], log: Path, name: str, port: Optional[int] = None) -> Proc:
+    port = port or free_port()
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "a") as out:
         popen = subprocess.Popen([sys.executable, "-m", module, *args, "--port", str(port)],
                                  cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=full_env)
     return Proc(name, f"http://127.0.0.1:{port}", popen, log)
@@ -78,11 +78,11 @@ def wait_healthy(proc: Proc, timeout: float = 120, headers: Optional[dict] = Non
     raise RuntimeError(f"{proc.name} at {proc.url} not healthy after {timeout}s:\n{proc.output()}")
 
 
-def start_worker(ckpt: Path, workdir: Path, name: str, *extra: str) -> Proc:
+def start_worker(ckpt: Path, workdir: Path, name: str, *extra: str, port: Optional[int] = None) -> Proc:
     nfe_log = workdir / f"{name}_nfe.jsonl"
     args = ["--model", str(ckpt), "--device", "cpu", "--dtype", "fp32", "--worker-id", name,
             "--nfe-log", str(nfe_log), *extra]
-    proc = launch("xp.dlm_api.worker", args, workdir / f"{name}.log", name)
+    proc = launch("xp.dlm_api.worker", args, workdir / f"{name}.log", name, port=port)
     proc.nfe_log = nfe_log
     return proc
 
@@ -96,7 +96,9 @@ def start_balancer(workers: list[Proc], workdir: Path, *extra: str) -> Proc:
 class Cluster:
     workers: list[Proc]
     balancer: Proc
-    extra: dict = field(default_factory=dict)
+    ckpt: Path
+    workdir: Path
+    worker_args: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
         for p in [self.balancer, *self.workers]:
@@ -118,7 +120,23 @@ def start_cluster(ckpt: Path, workdir: Path, n_workers: int, worker_args: list[s
         for p in started:
             p.stop(signal.SIGKILL)
         raise
-    return Cluster(workers, balancer)
+    return Cluster(workers, balancer, ckpt, workdir, list(worker_args))
+
+
+# One cluster shared by the test_api_* modules (starting processes dominates their run time).
+MAX_MODEL_LEN = 128
+BODY_LIMIT = 20_000
+SHARED_WORKER_ARGS = ["--batch-size", "8", "--gather-ms", "50", "--max-tokens", "12", "--block-length", "4",
+                      "--threshold", "0.9", "--max-model-len", str(MAX_MODEL_LEN),
+                      "--max-body-bytes", str(BODY_LIMIT)]
+
+
+def shared_cluster(tiny_ckpt, tmp_path_factory):
+    """Body of the session fixture `api_cluster` (tests/conftest.py)."""
+    cluster = start_cluster(tiny_ckpt, tmp_path_factory.mktemp("api_cluster"), 2, SHARED_WORKER_ARGS,
+                            ["--max-body-bytes", str(BODY_LIMIT)])
+    yield cluster
+    cluster.stop()
 
 
 def chat_body(content: str, **fields) -> dict:

@@ -17,3 +17,12 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     from xp.model.tiny import build_checkpoint
 
     return build_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", with_lora=True, seed=0)
+
+
+@pytest.fixture(scope="session")
+def api_cluster(tiny_ckpt, tmp_path_factory):
+    """Two real workers and a balancer on 127.0.0.1, shared by the test_api_* modules (see
+    tests/api_helpers.py for their flags)."""
+    from tests.api_helpers import shared_cluster
+
+    yield from shared_cluster(tiny_ckpt, tmp_path_factory)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api_helpers import chat_body, start_cluster
+from tests.api_helpers import BODY_LIMIT, MAX_MODEL_LEN, chat_body
 
-MAX_MODEL_LEN = 64
-BODY_LIMIT = 20_000
 CHAT, TEXT = "/v1/chat/completions", "/v1/completions"
 
 # (name, method, path, json body or raw bytes, expected status)
@@ -44,14 +42,9 @@ MALFORMED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cluster(tiny_ckpt, tmp_path_factory):
-    worker_args = ["--max-tokens", "4", "--block-length", "4", "--max-model-len", str(MAX_MODEL_LEN),
-                   "--max-body-bytes", str(BODY_LIMIT)]
-    c = start_cluster(tiny_ckpt, tmp_path_factory.mktemp("api_errors"), 1, worker_args,
-                      ["--max-body-bytes", str(BODY_LIMIT)])
-    yield c
-    c.stop()
+@pytest.fixture
+def cluster(api_cluster):
+    return api_cluster
 
 
 @pytest.mark.parametrize("target", ["worker", "balancer"])
@@ -69,8 +62,9 @@ def test_each_malformed_request_gets_a_4xx_and_the_server_keeps_serving(cluster,
             ok = client.post(CHAT, json=chat_body("still there?", max_tokens=4))
             assert ok.status_code == 200, f"after {name}: {ok.text}"
             assert ok.json()["usage"]["completion_tokens"] > 0
-    assert cluster.workers[0].popen.poll() is None
-    assert "Traceback" not in cluster.workers[0].output()
+    for worker in cluster.workers:
+        assert worker.popen.poll() is None
+        assert "Traceback" not in worker.output()
 
 
 def test_error_messages_say_what_to_change(cluster):

@@ -11,17 +11,14 @@ import time
 import httpx
 import pytest
 
-from tests.api_helpers import chat_body, start_cluster
+from tests.api_helpers import chat_body, start_worker, wait_healthy
 
 N_REQUESTS = 64
-WORKER_ARGS = ["--batch-size", "8", "--gather-ms", "50", "--max-tokens", "8", "--block-length", "4"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tiny_ckpt, tmp_path_factory):
-    c = start_cluster(tiny_ckpt, tmp_path_factory.mktemp("api_load"), 2, WORKER_ARGS)
-    yield c
-    c.stop()
+@pytest.fixture
+def cluster(api_cluster):
+    return api_cluster
 
 
 def prompts(tag: str) -> list[str]:
@@ -56,7 +53,7 @@ def test_concurrent_requests_are_batched_and_spread(cluster):
     assert max(line["batch_size"] for lines in logged.values() for line in lines) > 1
 
 
-def test_killing_a_worker_mid_load_loses_no_request(cluster):
+def test_killing_a_worker_mid_load_loses_no_request_and_it_comes_back(cluster):
     victim = cluster.workers[1]
     health_codes: list[int] = []
     stop_polling = threading.Event()
@@ -91,3 +88,13 @@ def test_killing_a_worker_mid_load_loses_no_request(cluster):
     assert state[victim.address]["healthy"] is False
     assert state[cluster.workers[0].address]["healthy"] is True
     assert health["healthy_workers"] == 1
+    assert "retrying request" in cluster.balancer.output(), "the kill hit no request in flight"
+
+    # a new worker on the same address is taken back once healthy
+    port = int(victim.address.rsplit(":", 1)[1])
+    cluster.workers[1] = start_worker(cluster.ckpt, cluster.workdir, victim.name, *cluster.worker_args, port=port)
+    wait_healthy(cluster.workers[1])
+    deadline = time.monotonic() + 30
+    while httpx.get(cluster.balancer.url + "/health").json()["healthy_workers"] != 2:
+        assert time.monotonic() < deadline, "the balancer did not take the restarted worker back"
+        time.sleep(0.1)

@@ -10,9 +10,8 @@ import httpx
 import openai
 import pytest
 
-from tests.api_helpers import chat_body, start_balancer, start_cluster, start_worker, wait_healthy
+from tests.api_helpers import chat_body, start_balancer, start_worker, wait_healthy
 
-WORKER_ARGS = ["--batch-size", "4", "--max-tokens", "12", "--block-length", "4", "--threshold", "0.9"]
 MODES = {   # request fields -> the GenerationRequest fields the engine is called with
     "dlm": ({"block_length": 4, "threshold": 0.9},
             {"block_length": 4, "threshold": 0.9}),
@@ -23,14 +22,12 @@ MODES = {   # request fields -> the GenerationRequest fields the engine is calle
 }
 
 
-@pytest.fixture(scope="module")
-def cluster(tiny_ckpt, tmp_path_factory):
-    c = start_cluster(tiny_ckpt, tmp_path_factory.mktemp("api_openai"), 1, WORKER_ARGS)
-    yield c
-    c.stop()
+@pytest.fixture
+def cluster(api_cluster):
+    return api_cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(cluster):
     return openai.OpenAI(base_url=cluster.balancer.url + "/v1", api_key="EMPTY", max_retries=0)
 
@@ -149,7 +146,7 @@ def test_stop_string_cuts_the_text(client):
 def test_token_budgets(client):
     messages = [{"role": "user", "content": "Budget"}]
     default = client.chat.completions.create(model="m", messages=messages, max_tokens=None)
-    assert 0 < default.usage.completion_tokens <= 12   # the worker's --max-tokens
+    assert 0 < default.usage.completion_tokens <= 12   # the workers' --max-tokens
     newer = client.chat.completions.create(model="m", messages=messages, max_completion_tokens=4,
                                            extra_body={"eos_early_stop": False})
     assert newer.usage.completion_tokens == 4
@@ -163,7 +160,7 @@ def test_seeded_sampling_repeats(client):
     assert client.chat.completions.create(**kwargs).choices[0].message.content == first
 
 
-def test_nemo_skills_vllm_request_shape(cluster):
+def test_nemo_skills_vllm_request_shape(cluster, bundle):
     """What NeMo-Skills' vllm client sends: max_tokens null, unknown sampling keys, extra_body keys."""
     body = chat_body("Hello", max_tokens=None, temperature=0.0, top_p=0.95, seed=0, stop=None, logprobs=None,
                      top_logprobs=None, n=1, frequency_penalty=0, presence_penalty=0, stream=False, tools=None,
@@ -175,10 +172,11 @@ def test_nemo_skills_vllm_request_shape(cluster):
     data = r.json()
     assert data["choices"][0]["finish_reason"] in ("stop", "length")
     assert {"prompt_tokens", "completion_tokens", "nfe"} <= set(data["usage"])
-    # thinking on: the template opens a <think> block, so the prompt is one token longer
+    # chat_template_kwargs reach the template: thinking on opens a <think> block in the prompt
+    assert data["usage"]["prompt_tokens"] == len(chat_ids(bundle, "Hello", enable_thinking=True))
     off = httpx.post(cluster.balancer.url + "/v1/chat/completions", timeout=60,
                      json=chat_body("Hello", max_tokens=4, enable_thinking=False)).json()
-    assert data["usage"]["prompt_tokens"] == off["usage"]["prompt_tokens"] + 1
+    assert off["usage"]["prompt_tokens"] == len(chat_ids(bundle, "Hello")) < data["usage"]["prompt_tokens"]
 
 
 def test_models_health_probe_and_page(client, cluster, tiny_ckpt):
@@ -190,16 +188,19 @@ def test_models_health_probe_and_page(client, cluster, tiny_ckpt):
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
-def test_nfe_log_has_one_line_per_batch(cluster):
-    lines = cluster.workers[0].nfe_lines()
-    assert lines
+def test_nfe_log_has_one_line_per_batch(cluster, client):
+    client.chat.completions.create(model="m", messages=[{"role": "user", "content": "log me"}], max_tokens=8,
+                                   extra_body=MODES["linear_spec"][0])
     keys = {"time", "worker", "request_ids", "batch_size", "prompt_tokens", "completion_tokens", "nfe",
             "acceptance_lengths", "seconds", "settings"}
-    for line in lines:
-        assert keys <= set(line)
-        assert line["worker"] == "w0"
-        assert line["batch_size"] == len(line["request_ids"]) == len(line["nfe"])
-    assert any(line["acceptance_lengths"] for line in lines)   # the linear-spec requests
+    lines = []
+    for worker in cluster.workers:
+        for line in worker.nfe_lines():
+            assert keys <= set(line)
+            assert line["worker"] == worker.name
+            assert line["batch_size"] == len(line["request_ids"]) == len(line["nfe"])
+            lines.append(line)
+    assert any(line["acceptance_lengths"] for line in lines)   # the linear-spec request
 
 
 def test_api_key_and_clean_sigterm(tiny_ckpt, tmp_path):
