@@ -153,7 +153,7 @@ def check_repo(cache: Path, repo: str, kind: str, command: str, patterns: list[s
 # ---- LoRA adapter -----------------------------------------------------------------------------------
 def check_lora_dir(path: Path, command: str) -> Item:
     if not path.is_dir():
-        return Item("lora", path.name, str(path), ("folder does not exist",), command)
+        return Item("lora", "adapter", str(path), ("folder does not exist",), command)
     stamp = _read_stamp(path)
     problems = []
     for name in ADAPTER_FILES:
@@ -166,7 +166,7 @@ def check_lora_dir(path: Path, command: str) -> Item:
         if why:
             problems.append(f"{name}: {why}")
     size = sum((path / n).stat().st_size for n in ADAPTER_FILES if (path / n).exists())
-    return Item("lora", path.name, str(path), tuple(problems), command, human(size))
+    return Item("lora", "adapter", str(path), tuple(problems), command, human(size))
 
 
 def _read_stamp(path: Path) -> dict:

@@ -11,6 +11,7 @@ safetensors header declares, and matches the listing's size when huggingface_hub
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LORA_SUBFOLDER = "linear_spec_lora"
+# What xp.model.loader asks the cache for (its HUB_PATTERNS; huggingface_hub checks a cached snapshot
+# against them), plus the adapter subfolder. Copied, not imported: the loader pulls in torch, which a
+# dry run must not wait for; tests/test_stage_fetch.py fails if the two lists drift apart.
+LOADER_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.txt"]
 DEFAULT_LORA_REPO = "nvidia/Nemotron-Labs-Diffusion-8B"
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -35,12 +40,8 @@ class Entry:
 
 
 def model_patterns() -> list[str]:
-    """What xp.model.loader asks the cache for (huggingface_hub checks the snapshot against these), so
-    staging fetches exactly that: weights, config, tokenizer files and the bundled adapter subfolder.
-    Imported lazily: the loader pulls in torch, which a dry run of a local model does not need."""
-    from xp.model.loader import HUB_PATTERNS
-
-    return [*HUB_PATTERNS, f"{LORA_SUBFOLDER}/*"]
+    """Weights, config, tokenizer files and the bundled adapter subfolder of a model repo."""
+    return [*LOADER_PATTERNS, f"{LORA_SUBFOLDER}/*"]
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -84,9 +85,8 @@ def read_listing(cache: Path, repo: str, commit: str) -> dict[str, Entry] | None
 
 
 def matching(names, patterns: list[str]) -> list[str]:
-    from huggingface_hub.utils import filter_repo_objects
-
-    return sorted(filter_repo_objects(items=list(names), allow_patterns=patterns))
+    """huggingface_hub's allow_patterns rule: fnmatch on the repo path ('*' also crosses '/')."""
+    return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
 
 
 def required_without_listing(snapshot: Path) -> list[str]:
