@@ -66,7 +66,7 @@ def pixel_spread(png: Path) -> tuple[float, int]:
 
 
 def test_chat_page_in_every_mode(balancer_url, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 1700})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(balancer_url + "/")
@@ -93,6 +93,10 @@ def test_chat_page_in_every_mode(balancer_url, browser, tmp_path):
     shaded = last.locator('[data-role="shaded"] span')
     assert shaded.count() > 0
     assert "pass" in (shaded.first.get_attribute("title") or "")
+    # one span per token (the server's per-token texts), spelling the reply exactly
+    assert shaded.count() == int(stat(last, "tokens"))
+    reply_text = last.locator('[data-role="reply"]').inner_text()
+    assert last.locator('[data-role="shaded"]').text_content().strip() == reply_text.strip()
     assert last.locator(".bars").count() == 2  # tokens per pass, acceptance per cycle
 
     shot = tmp_path / "chat.png"

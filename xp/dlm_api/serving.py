@@ -153,7 +153,9 @@ class WorkerService:
                                 finish_reason="stop" if stopped else result.finish_reason,
                                 nld={"pass": [], "nfe": result.nfe,
                                      "acceptance_lengths": result.acceptance_lengths,
-                                     "token_pass": result.token_pass})
+                                     "token_pass": result.token_pass,
+                                     # text of each token, aligned with token_pass (chat page pass view)
+                                     "token_text": job.detok.pieces(result.tokens)})
             final["usage"] = shape.usage(len(job.request.prompt_ids), [result])
             yield shape.sse(final)
             if include_usage:

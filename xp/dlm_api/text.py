@@ -61,6 +61,34 @@ class Detokenizer:
         ids = [t for t in cut_at_eos(tokens, self.eos_ids) if t not in self.hidden_ids]
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+    def pieces(self, tokens: Sequence[int], lookback: int = 6) -> list[str]:
+        """Text of each token on its own, for the chat page's per-pass view (one entry per token;
+        they concatenate to `decode(tokens)`).
+
+        Each token is decoded with a few tokens of left context, so leading spaces come out right.
+        A token that completes a multi-byte character takes the character over from the earlier
+        pieces that showed it as U+FFFD. Tokens after EOS give ''. Linear in length.
+        """
+        kept = cut_at_eos(tokens, self.eos_ids)
+
+        def text(ids: Sequence[int]) -> str:
+            return self.tokenizer.decode([t for t in ids if t not in self.hidden_ids], skip_special_tokens=False)
+
+        out: list[str] = []
+        for i in range(len(kept)):
+            start = max(0, i - lookback)
+            before, upto = text(kept[start:i]), text(kept[start:i + 1])
+            common = 0
+            while common < min(len(before), len(upto)) and before[common] == upto[common]:
+                common += 1
+            retract, j = len(before) - common, len(out) - 1
+            while retract > 0 and j >= 0:   # earlier pieces showed U+FFFD for what is now one character
+                take = min(retract, len(out[j]))
+                out[j] = out[j][:len(out[j]) - take]
+                retract, j = retract - take, j - 1
+            out.append(upto[common:])
+        return out + [""] * (len(tokens) - len(kept))
+
     def final(self, tokens: Sequence[int]) -> TextView:
         text = self.decode(tokens)
         cut = find_stop(text, self.stops)
