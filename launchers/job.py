@@ -89,6 +89,7 @@ class GroupJob:
         s = self.plan.settings
         devices = worker_devices(s.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
         ports = allocate_ports(s.num_workers + 1)
+        self.devices = [devices[i] if devices else "cpu" for i in range(s.num_workers)]
         for i in range(s.num_workers):
             env = self._worker_env(devices[i] if devices else None)
             self.workers.append(spawn(f"worker {i}", worker_cmd(self.plan, self.group, i, ports[i]), env))
@@ -124,7 +125,7 @@ class GroupJob:
             if time.monotonic() > deadline:
                 raise JobFailed(f"{child.name} not ready after {timeout:g}s (readiness_timeout_s in configs/modes.yaml)")
             time.sleep(0.5)
-        write_server_info(self.plan, self.group, self.workers, self.balancer, self.ports)
+        write_server_info(self.plan, self.group, self.workers, self.balancer, self.ports, self.devices)
         print(f"[job] all {len(self.workers)} worker(s) and the balancer are ready", flush=True)
 
     def _run_client(self) -> None:
@@ -167,7 +168,8 @@ class GroupJob:
         return [c for c in [self.client, self.balancer, *self.workers] if c is not None]
 
     def _marker_info(self, reason: str) -> dict[str, Any]:
-        codes = {c.name.replace(" ", "_"): c.exit_code() for c in reversed(self._children())}
+        started = [*self.workers, self.balancer, self.client]
+        codes = {c.name.replace(" ", "_"): c.exit_code() for c in started if c is not None}
         return {"reason": reason, "group": self.group.index, "benchmark": self.group.bench.spec,
                 "exit_codes": codes, "start": self.start, "end": _now(),
                 "job_id": os.environ.get("SLURM_JOB_ID") or f"local-{os.getpid()}",

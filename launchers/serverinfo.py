@@ -21,7 +21,9 @@ def allocate_ports(count: int) -> list[int]:
     return ports
 
 
-def write_server_info(plan: Plan, group: Group, workers: list[Any], balancer: Any, ports: list[int]) -> None:
+def write_server_info(plan: Plan, group: Group, workers: list[Any], balancer: Any, ports: list[int],
+                      devices: list[str]) -> None:
+    """devices[i]: worker i's CUDA_VISIBLE_DEVICES value, or 'cpu'."""
     s = plan.settings
     values: dict[str, Any] = {
         "HOST": socket.gethostname(), "SLURM_JOB_ID": os.environ.get("SLURM_JOB_ID", ""),
@@ -32,6 +34,7 @@ def write_server_info(plan: Plan, group: Group, workers: list[Any], balancer: An
     for i, (worker, port) in enumerate(zip(workers, ports)):
         values[f"WORKER_{i}"] = f"{HOST}:{port}"
         values[f"WORKER_{i}_PID"] = worker.pid
+        values[f"WORKER_{i}_DEVICE"] = devices[i] if devices[i] == "cpu" else f"cuda (CUDA_VISIBLE_DEVICES={devices[i]})"
     values.update({"BALANCER": f"{HOST}:{ports[-1]}", "BALANCER_PID": balancer.pid,
                    "BALANCER_URL": f"http://{HOST}:{ports[-1]}/v1", "JOB_PID": os.getpid()})
     text = "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in values.items())
