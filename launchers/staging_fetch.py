@@ -73,6 +73,10 @@ def hub_error(exc: BaseException, repo: str, cache: Path) -> StageError:
         cause = next((str(x) for x in reversed(chain) if str(x)), type(exc).__name__).splitlines()[0]
         return StageError(f"cannot reach the Hugging Face hub at {endpoint()} ({cause[:120]}): stage on a machine "
                           "with internet (the login node), or check HF_ENDPOINT / the proxy settings", network=True)
+    if names & {"RemoteProtocolError", "ReadError", "ReadTimeout", "WriteError", "IncompleteRead"}:
+        cause = next((str(x) for x in chain if str(x)), type(exc).__name__).splitlines()[0]
+        return StageError(f"{repo}: the connection dropped during the download ({cause[:120]}); nothing partial "
+                          "is kept as complete: rerun the same command to resume")
     if status is not None:
         return StageError(f"{repo}: the hub answered HTTP {status}; try again later")
     first = (str(exc).splitlines() or [""])[0][:200]
@@ -124,9 +128,17 @@ def fetch_repo(cache: Path, repo: str, patterns: list[str], kind: str, command: 
     return snapshot
 
 
+def quiet_hub_logs() -> None:
+    """huggingface_hub logs each retry as a warning; staging reports the outcome itself, in one line."""
+    import logging
+
+    logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL + 1)
+
+
 def _dry_run(cache: Path, repo: str, patterns: list[str]):
     from huggingface_hub import snapshot_download
 
+    quiet_hub_logs()
     try:
         plan = snapshot_download(repo, cache_dir=str(cache), allow_patterns=patterns, dry_run=True)
     except Exception as exc:  # every hub failure becomes one line

@@ -76,7 +76,8 @@ def closed_port() -> int:
 @dataclass
 class FakeHub:
     """Serves `files` as repo `repo` at commit `commit`. Knobs: `status` answers every request with an
-    error (404 repo not found, 403 gated); `cut_after` ends a file download after that many bytes."""
+    error (404 repo not found, 403 gated); `cut_after` ends each safetensors download after that many bytes;
+    `corrupt` serves zeros of the right size; `claimed_sizes` announces other sizes in listings and headers."""
 
     files: dict[str, bytes]
     repo: str = REPO
@@ -84,6 +85,7 @@ class FakeHub:
     status: int | None = None
     cut_after: int | None = None
     corrupt: set[str] = field(default_factory=set)
+    claimed_sizes: dict[str, int] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
 
     def start(self) -> str:
@@ -123,8 +125,9 @@ class FakeHub:
             return self._send(h, 200, json.dumps(body).encode(), {}, head)
         if path.startswith(f"{api}/tree/"):
             entries = listing(self.files)
-            tree = [{"type": "file", "path": n, "size": e["size"], "oid": e["blob_id"],
-                     **({"lfs": {"oid": e["lfs_sha256"], "size": e["size"], "pointerSize": 130}}
+            tree = [{"type": "file", "path": n, "size": self.claimed_sizes.get(n, e["size"]), "oid": e["blob_id"],
+                     **({"lfs": {"oid": e["lfs_sha256"], "size": self.claimed_sizes.get(n, e["size"]),
+                                 "pointerSize": 130}}
                         if "lfs_sha256" in e else {})} for n, e in entries.items()]
             return self._send(h, 200, json.dumps(tree).encode(), {}, head)
         prefix = f"/{self.repo}/resolve/"
@@ -140,7 +143,8 @@ class FakeHub:
         etag = entry.get("lfs_sha256") or entry["blob_id"]
         headers = {"X-Repo-Commit": self.commit, "ETag": f'"{etag}"'}
         if "lfs_sha256" in entry:
-            headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))})
+            headers.update({"X-Linked-Etag": f'"{etag}"',
+                            "X-Linked-Size": str(self.claimed_sizes.get(name, len(data)))})
         if name in self.corrupt:
             data = bytes(len(data))
         start = 0
