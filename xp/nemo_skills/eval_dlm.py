@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from xp.nemo_skills import results
 from xp.nemo_skills.data import MissingDataError, load_rows, resolve_data_dir
-from xp.nemo_skills.graders import grade_row
+from xp.nemo_skills.graders import grade_row, warm_up
 from xp.nemo_skills.http_client import HttpSettings, ServerUnavailable, generate, request_body
 from xp.nemo_skills.progress import ProgressReporter
 from xp.nemo_skills.prompts import build_messages
@@ -42,21 +42,29 @@ def seed_temperature(seed: Optional[int], temperature: Optional[float]) -> float
 
 
 async def _run_seed(run: BenchmarkRun, rows: list[dict], work: SeedWork, ctx: dict) -> None:
+    """Generate the missing samples of one seed. Each generation is appended to the -async stream
+    as soon as it arrives (before grading), so a crash loses no model work; grades are merged in
+    when the ordered file is written."""
     spec, hs, dec = run.spec, ctx["http"], ctx["decoding"]
     writer = results.AsyncWriter(work.output)
     loop = asyncio.get_running_loop()
     temperature = seed_temperature(work.seed, dec.temperature)
+    grades: dict[int, dict] = {}
+
+    async def grade(pos: int, row: dict) -> dict:
+        grades[pos] = await loop.run_in_executor(ctx["pool"], grade_row, spec, row)
+        return grades[pos]
 
     async def one(pos: int) -> None:
         async with ctx["semaphore"]:
             body = request_body(build_messages(spec.prompt, rows[pos]), work.seed, temperature, dec, hs.model)
             gen = await generate(ctx["client"], body, hs)
         row = output_row(spec, rows[pos], gen)
-        row.update(await loop.run_in_executor(ctx["pool"], grade_row, spec, row))
         writer.append(pos, row)
-        ctx["reporter"].advance(spec, row)
+        ctx["reporter"].advance(spec, {**row, **await grade(pos, row)})
 
     tasks = [asyncio.create_task(one(pos)) for pos in work.pending]
+    tasks += [asyncio.create_task(grade(pos, row)) for pos, row in work.already.items()]
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -64,17 +72,14 @@ async def _run_seed(run: BenchmarkRun, rows: list[dict], work: SeedWork, ctx: di
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         writer.close()
-    results.finalize(work.output, len(rows))
+    results.finalize(work.output, len(rows), grades)
 
 
 async def run_benchmark(run: BenchmarkRun, rows: list[dict], output_dir: Path, ctx: dict) -> dict:
     works = plan_seeds(run, len(rows), output_dir)
     write_settings(output_dir, run.spec, ctx["decoding"])
-    stats = RunningStats()
-    for w in works:
-        for row in w.already.values():
-            stats.add(run.spec, row)
-    ctx["reporter"].start(run.spec, sum(len(w.pending) for w in works), stats)
+    resumed = sum(len(w.already) for w in works)
+    ctx["reporter"].start(run.spec, sum(len(w.pending) for w in works), RunningStats(), resumed)
     try:
         for work in works:
             await _run_seed(run, rows, work, ctx)
@@ -90,6 +95,7 @@ async def run_all(runs: list[BenchmarkRun], data_dir: Path, limit: Optional[int]
     spawn = multiprocessing.get_context("spawn")  # graders use SIGALRM timeouts: own main threads
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool, ProgressReporter() as reporter:
+        pool.submit(warm_up)  # start the grader processes while the first requests are in flight
         async with httpx.AsyncClient(limits=limits) as client:
             ctx = {"http": hs, "decoding": dec, "client": client, "pool": pool, "reporter": reporter,
                    "semaphore": asyncio.Semaphore(concurrency)}

@@ -96,8 +96,9 @@ def run_task(engine, bundle, run: BenchmarkRun, rows: list[dict], output_dir: Pa
         max_thinking_tokens=s.max_thinking_tokens, extra={"engine": MODE_ENGINE[s.mode], "batch_size": s.batch_size}))
     stats = RunningStats()
     for work in plan_seeds(run, len(rows), output_dir):
-        for row in work.already.values():
-            stats.add(spec, row)
+        grades = {pos: grade_row(spec, row) for pos, row in work.already.items()}  # resumed samples
+        for pos, row in work.already.items():
+            stats.add(spec, {**row, **grades[pos]})
         writer = results.AsyncWriter(work.output)
         try:
             for i in range(0, len(work.pending), s.batch_size):
@@ -108,14 +109,14 @@ def run_task(engine, bundle, run: BenchmarkRun, rows: list[dict], output_dir: Pa
                 for pos, res in zip(positions, outs):
                     gen = Generation(decode(res.tokens), len(res.tokens), res.nfe, res.finish_reason, start, end)
                     row = output_row(spec, rows[pos], gen)
-                    row.update(grade_row(spec, row))
-                    writer.append(pos, row)
-                    stats.add(spec, row)
+                    writer.append(pos, row)  # durable before grading
+                    grades[pos] = grade_row(spec, row)
+                    stats.add(spec, {**row, **grades[pos]})
                     if stats.done % PROGRESS_EVERY == 0:
                         log(f"  {spec.name} [{stats.done}] acc={stats.accuracy:.2f}% TPF={stats.tpf:.2f}")
         finally:
             writer.close()
-        results.finalize(work.output, len(rows))
+        results.finalize(work.output, len(rows), grades)
     metrics = write_benchmark_metrics(spec, results.bench_dir(output_dir, spec.name))
     return metrics, stats
 

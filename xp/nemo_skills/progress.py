@@ -34,11 +34,11 @@ class ProgressReporter:
     def print(self, text: str) -> None:
         self.console.print(text)
 
-    def start(self, spec: BenchmarkSpec, total: int, stats: RunningStats) -> None:
+    def start(self, spec: BenchmarkSpec, total: int, stats: RunningStats, resumed: int = 0) -> None:
         task = self.progress.add_task(spec.name, total=total, acc=stats.accuracy, tpf=stats.tpf)
         self._tasks[spec.name] = (task, stats, total)
-        if stats.done:
-            self.print(f"{spec.name}: resuming, {stats.done} samples already done")
+        if resumed:
+            self.print(f"{spec.name}: resuming, {resumed} samples already generated")
 
     def advance(self, spec: BenchmarkSpec, row: dict) -> None:
         task, stats, total = self._tasks[spec.name]

@@ -88,13 +88,15 @@ class AsyncWriter:
         self._f.close()
 
 
-def finalize(output: Path, n_rows: int) -> list[dict]:
-    """Reorder the async stream into `output` (input order), delete the stream, touch `.done`."""
+def finalize(output: Path, n_rows: int, grades: Optional[dict[int, dict]] = None) -> list[dict]:
+    """Reorder the async stream into `output` (input order) with each row's grader fields merged
+    in, delete the stream, touch `.done`."""
+    grades = grades or {}
     done = read_async(async_path(output))
     missing = [i for i in range(n_rows) if i not in done]
     if missing:
         raise RuntimeError(f"{output}: {len(missing)} samples are not finished (first: {missing[:5]})")
-    rows = [{k: v for k, v in done[i].items() if k != POSITION_KEY} for i in range(n_rows)]
+    rows = [{**{k: v for k, v in done[i].items() if k != POSITION_KEY}, **grades.get(i, {})} for i in range(n_rows)]
     write_jsonl_atomic(output, rows)
     async_path(output).unlink()
     done_marker(output).touch()

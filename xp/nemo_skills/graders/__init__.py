@@ -25,6 +25,12 @@ def get_grader(name: str) -> Callable[..., dict]:
     return getattr(importlib.import_module(module), func)
 
 
+def warm_up() -> None:
+    """Import every grader (run once in a fresh pool process so the first real grade is fast)."""
+    for name in GRADER_FUNCS:
+        get_grader(name)
+
+
 def grade_row(spec: BenchmarkSpec, row: dict) -> dict:
     """Grade one output row (reads the generation from the benchmark's generation key)."""
     generation = row.get(spec.generation_key) or ""
