@@ -21,7 +21,8 @@ from launchers.writeout import describe_settings, write_plan_files
 VALUE_FLAGS = ("mode", "model", "tokenizer", "exp-name", "lora-path", "benchmarks", "tokens", "steps",
                "block-length", "threshold", "temperature", "max-thinking-tokens", "max-model-len",
                "max-pos-emb", "batch-size", "gpus", "partition", "account", "time", "out-dir", "executor",
-               "container-image", "container-mounts", "limit", "data-dir", "status", "rerun-failed")
+               "container-image", "container-mounts", "limit", "data-dir", "status", "rerun-failed",
+               "sweep")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--stage" in argv:  # staging has its own module and options (launchers/stage.py)
         from launchers.stage import main as stage_main
         return stage_main([a for a in argv if a != "--stage"])
+    if "--report" in argv:  # the report has its own module and options (launchers/report.py)
+        from launchers.report import main as report_main
+        return report_main([a for a in argv if a != "--report"], prog="eval.sh")
     try:
         return _dispatch(parse(argv))
     except UserError as exc:
@@ -71,6 +75,9 @@ def _dispatch(raw: dict[str, Any]) -> int:
         return 0
     if raw["status"] or raw["rerun_failed"]:
         return _maintenance(raw)
+    if raw["sweep"] is not None:  # one experiment per grid point (launchers/sweep.py)
+        from launchers.sweep import run_sweep
+        return run_sweep(raw)
     return _new_evaluation(raw)
 
 
@@ -79,6 +86,10 @@ def _maintenance(raw: dict[str, Any]) -> int:
     if given or (raw["status"] and raw["rerun_failed"]):
         raise UserError("--status DIR and --rerun-failed DIR take no other flags (settings come from plan.json)"
                         + (f"; drop --{given[0].replace('_', '-')}" if given else ""))
+    from launchers.sweep_index import is_sweep_dir  # a sweep dir: every point (launchers/sweep_status.py)
+    if is_sweep_dir(raw["status"] or raw["rerun_failed"]):
+        from launchers.sweep_status import sweep_rerun, sweep_status
+        return sweep_status(raw["status"]) if raw["status"] else sweep_rerun(raw["rerun_failed"], raw["dry_run"])
     if raw["status"]:
         plan = load_plan(raw["status"])
         print(format_table(plan, statuses(plan)))

@@ -1,0 +1,85 @@
+"""The report's pictures (matplotlib, Agg canvas; no pyplot state, no network): accuracy vs TPF per
+benchmark with the Pareto front, and the acceptance-length histogram of each linear-spec run."""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from launchers.report_collect import ReportRow
+
+MODE_COLORS = {"ar": "#4C72B0", "dlm": "#DD8452", "linear_spec": "#55A868"}
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: (tpf, accuracy), both higher-is-better.
+    A point is dominated when another is >= on both and > on one; equal points are all kept."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(ox >= x and oy >= y and (ox > x or oy > y) for j, (ox, oy) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def short_label(row: ReportRow) -> str:
+    k = row.knobs
+    parts = [str(k.get("mode") or "?")]
+    if k.get("block_length") is not None:
+        parts.append(f"b{k['block_length']}")
+    if k.get("threshold") is not None:
+        parts.append(f"t{k['threshold']:g}")
+    if k.get("lora"):
+        parts.append("lora")
+    return " ".join(parts)
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def accuracy_vs_tpf(bench: str, rows: list[ReportRow]) -> bytes | None:
+    """PNG bytes, or None when no run of this benchmark has both accuracy and TPF."""
+    pts = [r for r in rows if r.accuracy is not None and r.tpf is not None]
+    if not pts:
+        return None
+    xy = [(float(r.tpf), float(r.accuracy)) for r in pts]
+    front = pareto_front(xy)
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    for mode in sorted({str(r.knobs.get("mode")) for r in pts}):
+        sel = [p for r, p in zip(pts, xy) if str(r.knobs.get("mode")) == mode]
+        ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=46, color=MODE_COLORS.get(mode, "#8172B2"),
+                   label=mode, zorder=3)
+    line = sorted((xy[i] for i in front), key=lambda p: (p[0], -p[1]))
+    ax.plot([p[0] for p in line], [p[1] for p in line], "--", color="#C44E52", lw=1.4, zorder=2,
+            label="Pareto front")
+    ax.scatter([p[0] for p in line], [p[1] for p in line], s=150, facecolors="none", edgecolors="#C44E52",
+               linewidths=1.6, zorder=4)
+    for r, (x, y) in zip(pts, xy):
+        ax.annotate(short_label(r), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    metric = next((r.metric for r in pts if r.metric), "accuracy")
+    ax.set(title=f"{bench}: accuracy vs tokens per forward", xlabel="TPF (completion tokens / NFE)",
+           ylabel=f"{metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def acceptance_histogram(row: ReportRow) -> bytes | None:
+    if not row.acceptance:
+        return None
+    fig = Figure(figsize=(5.6, 3.6))
+    ax = fig.add_subplot()
+    top = max(row.acceptance)
+    ax.hist(row.acceptance, bins=[b - 0.5 for b in range(0, top + 2)], color="#55A868", edgecolor="white")
+    ax.axvline(row.acceptance_mean, color="#C44E52", ls="--", lw=1.2, label=f"mean {row.acceptance_mean:.2f}")
+    ax.set(title=f"{row.benchmark}: acceptance length ({short_label(row)})",
+           xlabel="tokens committed per speculation cycle (accepted + bonus)", ylabel="cycles")
+    ax.legend(fontsize=8)
+    return _png(fig)
