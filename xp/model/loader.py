@@ -43,10 +43,18 @@ def nld_cache_dir() -> Path:
     return Path(os.environ.get("NLD_CACHE") or Path.home() / ".cache" / "nld-eval")
 
 
+ARITH_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "arith"
+
+
 def _resolve_builtin(name: str) -> Path:
     kind = name[len(BUILTIN_PREFIX):]
+    if kind == "arith":  # the small trained model shipped with the project (xp.model.train)
+        if not (ARITH_CHECKPOINT / "config.json").is_file():
+            raise ModelLoadError(f"builtin:arith is missing at {ARITH_CHECKPOINT}; rebuild it with: "
+                                 f"python -m xp.model.train --out {ARITH_CHECKPOINT} (needs a GPU)")
+        return ARITH_CHECKPOINT
     if kind != "tiny":
-        raise ModelLoadError(f"unknown builtin model {name!r}; available: builtin:tiny")
+        raise ModelLoadError(f"unknown builtin model {name!r}; available: builtin:tiny, builtin:arith")
     path = nld_cache_dir() / "checkpoints" / "tiny"
     if not (path / "config.json").is_file():
         from xp.model.tiny import build_checkpoint

@@ -42,8 +42,9 @@ def hidden_states(model: NLDModel, ids: torch.Tensor, positions: torch.Tensor, m
         v = _proj(att.v_proj, h, lora_gate).view(B, S, att.n_kv, att.head_dim).transpose(1, 2)
         q = apply_rope(q, cos.to(q.dtype), sin.to(q.dtype)) * q_scale.to(q.dtype)
         k = apply_rope(k, cos.to(k.dtype), sin.to(k.dtype))
-        out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
-                                             enable_gqa=att.n_kv != att.n_heads)
+        rep = att.n_heads // att.n_kv          # GQA by repeating K/V heads (any SDPA backend takes it)
+        k, v = k.to(q.dtype).repeat_interleave(rep, dim=1), v.to(q.dtype).repeat_interleave(rep, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + _proj(att.o_proj, out.transpose(1, 2).reshape(B, S, -1), lora_gate)
         h = layer.post_attention_layernorm(x)
         mlp = layer.mlp

@@ -23,7 +23,7 @@ def prepare_one(spec: BenchmarkSpec, data_dir: Path, raw_dir: Optional[Path]) ->
     """Prepare one benchmark; returns (written file, row count)."""
     with tempfile.TemporaryDirectory(prefix=f"nld-{spec.name}-") as tmp:
         raw_rel = list(spec.raw)
-        if raw_dir is None:
+        if raw_dir is None and raw_rel:  # no raw files (a generated benchmark): nothing to fetch
             raw_dir = Path(tmp)
             raw_rel = online.fetch(spec.name, spec.online, raw_dir) or raw_rel
         paths = [raw_dir / rel for rel in raw_rel]
