@@ -15,7 +15,7 @@ from launchers.config import PROJECT_DIR
 from launchers.settings import Settings
 from launchers.staging_hub import (file_problem, hub_cache, human, incomplete_blobs, is_hub_id, model_patterns,
                                    matching, partial_blob, read_listing, repo_folder, required_without_listing,
-                                   safetensors_problem, snapshot_dir)
+                                   snapshot_dir)
 
 BUNDLED_LORA_DIR = PROJECT_DIR / "miscs" / "linear_spec_lora"
 FETCH_LORA_SCRIPT = "bash scripts/fetch_bundled_lora.sh"
@@ -161,8 +161,6 @@ def check_lora_dir(path: Path, command: str) -> Item:
         why = file_problem(f, None)
         if why is None and name in stamp and f.stat().st_size != stamp[name]["size"]:
             why = f"{f.stat().st_size} bytes, staged as {stamp[name]['size']}"
-        if why is None and f.suffix == ".safetensors":
-            why = safetensors_problem(f)
         if why:
             problems.append(f"{name}: {why}")
     size = sum((path / n).stat().st_size for n in ADAPTER_FILES if (path / n).exists())

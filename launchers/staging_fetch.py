@@ -112,7 +112,14 @@ def fetch_repo(cache: Path, repo: str, patterns: list[str], kind: str, command: 
             return Path(item.where)
         raise StageError(f"{kind} {repo} is not fully staged ({item.problems[0]}) and HF_HUB_OFFLINE=1 forbids "
                          "downloading: unset HF_HUB_OFFLINE and run the staging where the hub is reachable")
-    plan = _dry_run(cache, repo, patterns)
+    try:
+        plan = _dry_run(cache, repo, patterns)
+    except StageError as exc:
+        item = check_repo(cache, repo, kind, command, patterns, fallback)
+        if not (exc.network and item.staged):
+            raise
+        log(f"{kind} {repo}: already there ({item.note}); the hub is unreachable, so not re-checked against it")
+        return Path(item.where)
     need = [p for p in plan if p.will_download]
     have = [p for p in plan if not p.will_download]
     log(f"{kind} {repo} @ {plan[0].commit_hash[:12]}: {len(have)} file(s) already there "

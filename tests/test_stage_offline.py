@@ -157,3 +157,14 @@ def test_benchmark_without_raw_copy_fails_alone_with_one_line(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("eval.sh --stage: error: livecodebench-cpp:"), res.stderr
     assert "MISSING  data livecodebench-cpp" in res.stdout and "ok       data gsm8k" in res.stdout
     assert not (tmp_path / "d" / "livecodebench-cpp").exists()
+
+
+def test_rerun_on_a_machine_without_network_accepts_what_is_cached(tmp_path, hub_env):
+    res = eval_sh("--stage", "--mode", "dlm", "--model", REPO, "--only", "model", cwd=tmp_path, env=_env(hub_env))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"model {REPO}: already there (7 files" in res.stdout and "the hub is unreachable" in res.stdout
+    (Path(hub_env["HF_HOME"]) / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT /
+     "config.json").unlink()
+    res = eval_sh("--stage", "--mode", "dlm", "--model", REPO, "--only", "model", cwd=tmp_path, env=_env(hub_env))
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "cannot reach the Hugging Face hub" in res.stderr and "- config.json: missing" in res.stdout
