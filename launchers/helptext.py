@@ -14,6 +14,8 @@ def help_text(table: ModeTable, registry: BenchmarkRegistry) -> str:
     return f"""Usage: bash eval.sh --mode {{{'|'.join(table.modes)}}} [options]
        bash eval.sh --status EVAL_DIR
        bash eval.sh --rerun-failed EVAL_DIR [--dry-run]
+       bash eval.sh --mode MODE --sweep "knob=v1,v2;knob=..." [options]   (status/rerun: pass the sweep dir)
+       bash eval.sh --report DIR... [--out OUTDIR]
 
 Evaluates a tri-mode diffusion LM: one job per --benchmarks entry (group N = N-th entry, from 0).
 Each job starts one worker per GPU, a load balancer and the eval client, and ends with
@@ -67,6 +69,13 @@ Output and control:
   --stage                    with the run's flags: download the model, adapter and data the run needs
                              (+ --from-raw DIR, --only model,lora,data; see docs/staging.md), then jobs
                              run offline (HF_HUB_OFFLINE=1). --dry-run and submissions report what is missing.
+  --sweep SPEC               one experiment per grid point, e.g. "block_length=4,8,16;threshold=0.7,0.9";
+                             knobs: block_length threshold temperature tokens max_thinking_tokens
+                             lora (on/off) mode. Index: OUT_DIR/sweeps/<name>/sweep.json; --status and
+                             --rerun-failed take that sweep dir (docs/sweeps.md)
+  --report DIR...            tables per benchmark (accuracy, TPF, NFE, tokens/s, acceptance length) as
+                             CSV/markdown, accuracy-vs-TPF plots with the Pareto front, one HTML page
+                             (+ --out OUTDIR; default DIR/report)
   -h, --help                 this help
 
 Examples:
@@ -78,6 +87,10 @@ Examples:
 
   # linear self-speculation with the draft LoRA, two benchmarks, inspect first
   bash eval.sh --mode linear_spec --lora --lora-path ./miscs/linear_spec_lora --benchmarks gsm8k:1,math-500:1 --dry-run
+
+  # block length x threshold sweep, then the accuracy-vs-TPF report over it
+  bash eval.sh --mode dlm --sweep "block_length=4,8,16;threshold=0.7,0.8,0.9" --benchmarks gsm8k:1 --dry-run
+  bash eval.sh --report eval_suit_results/sweeps/sweep_<timestamp>
 
   # follow and repair
   bash eval.sh --status eval_suit_results/<exp>/hf_base/eval_<timestamp>

@@ -81,7 +81,7 @@ def make_report(dirs: Sequence[str], out: str | None = None, echo: bool = True) 
     _write_tables(rows, files)
     images = _write_pictures(rows, files)
     files.html = files.out_dir / "report.html"
-    atomic_write_text(files.html, html_page(rows, images))
+    atomic_write_text(files.html, html_page(rows, images), mode=0o644)
     return files
 
 
@@ -94,7 +94,7 @@ def _write_tables(rows: list[ReportRow], files: ReportFiles) -> None:
 
 
 def _write(path: Path, text: str, into: list[Path]) -> None:
-    atomic_write_text(path, text)
+    atomic_write_text(path, text, mode=0o644)
     into.append(path)
 
 
@@ -123,6 +123,7 @@ def _write_bytes(path: Path, data: bytes, into: list[Path]) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -61,14 +61,29 @@ def accuracy_vs_tpf(bench: str, rows: list[ReportRow]) -> bytes | None:
             label="Pareto front")
     ax.scatter([p[0] for p in line], [p[1] for p in line], s=150, facecolors="none", edgecolors="#C44E52",
                linewidths=1.6, zorder=4)
-    for r, (x, y) in zip(pts, xy):
-        ax.annotate(short_label(r), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    labels: dict[tuple[float, float], list[str]] = {}
+    for r, p in zip(pts, xy):   # runs on the same spot share one label instead of overprinting
+        labels.setdefault(p, []).append(short_label(r))
+    for (x, y), names in labels.items():
+        ax.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.set_ylim(*_accuracy_range([p[1] for p in xy]))
     metric = next((r.metric for r in pts if r.metric), "accuracy")
     ax.set(title=f"{bench}: accuracy vs tokens per forward", xlabel="TPF (completion tokens / NFE)",
            ylabel=f"{metric} (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _png(fig)
+
+
+def _accuracy_range(values: list[float]) -> tuple[float, float]:
+    """Percentages: a window of at least 10 points around the data, inside [0, 100] when the data is."""
+    lo, hi = min(values), max(values)
+    pad = max(5.0, (hi - lo) * 0.1)
+    low = max(0.0, lo - pad) if lo >= 0 else lo - pad
+    high = min(100.0, hi + pad) if hi <= 100 else hi + pad
+    if high - low < 10:
+        low, high = (low, low + 10) if low <= 0 else (high - 10, high)
+    return low - 1, high + 1
 
 
 def acceptance_histogram(row: ReportRow) -> bytes | None:

@@ -9,6 +9,10 @@ from launchers.report_collect import KNOB_COLUMNS, ReportRow
 
 COLUMNS = (*KNOB_COLUMNS, "accuracy", "tpf", "average_nfe", "tokens_per_s", "acceptance_mean", "num_entries",
            "metric", "eval_mode", "experiment", "source")
+# Short console headers (an 80-column terminal must show them whole).
+SHORT = {"block_length": "block", "threshold": "thr", "temperature": "temp", "max_thinking_tokens": "think",
+         "accuracy": "acc %", "average_nfe": "avg NFE", "tokens_per_s": "tok/s", "acceptance_mean": "acc.len",
+         "num_entries": "n"}
 # What the markdown and console tables show (CSV has everything).
 SHOWN = (*KNOB_COLUMNS, "accuracy", "tpf", "average_nfe", "tokens_per_s", "acceptance_mean", "num_entries",
          "experiment")
@@ -76,14 +80,20 @@ def to_markdown(rows: list[ReportRow]) -> str:
 
 
 def print_rich(rows: list[ReportRow]) -> None:
+    """Console tables; knobs equal in every row of a benchmark go to the title to keep the table narrow."""
     from rich.console import Console
     from rich.table import Table
-    console = Console(width=200, soft_wrap=False)
+    console = Console()
     for bench, group in by_benchmark(rows).items():
-        table = Table(title=f"{bench} ({len(group)} runs)", show_lines=False)
-        for column in SHOWN:
-            numeric = column not in ("mode", "lora", "experiment")
-            table.add_column(column, justify="right" if numeric else "left", overflow="fold")
-        for cells in table_cells(group):
-            table.add_row(*cells)
+        cells = table_cells(group)
+        columns = [c for c in SHOWN if c != "experiment"]
+        same = [c for c in KNOB_COLUMNS if len({r[SHOWN.index(c)] for r in cells}) == 1 and len(cells) > 1]
+        empty = [c for c in columns if all(r[SHOWN.index(c)] == "-" for r in cells)]
+        columns = [c for c in columns if c not in same and c not in empty]
+        fixed = ", ".join(f"{c}={cells[0][SHOWN.index(c)]}" for c in same)
+        table = Table(title=f"{bench}: {len(group)} run(s)" + (f" ({fixed})" if fixed else ""))
+        for column in columns:
+            table.add_column(SHORT.get(column, column), justify="left" if column in ("mode", "lora") else "right")
+        for row in cells:
+            table.add_row(*(row[SHOWN.index(c)] for c in columns))
         console.print(table)
