@@ -104,6 +104,16 @@ def test_prepare_cli_from_raw_and_errors(tmp_path):
     assert "Traceback" not in missing.stderr
 
 
+def test_online_prepare_offline_is_one_clear_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "xp.nemo_skills.prepare_data", "gsm8k", "--data-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    if proc.returncode == 0:  # a machine with internet: the official source was used
+        assert len((tmp_path / "gsm8k" / "test.jsonl").read_text().splitlines()) == 1319
+    else:
+        assert "could not fetch" in proc.stderr and "--from-raw RAWDIR" in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "gsm8k").exists()
+
+
 def test_shipped_sample_is_the_default_and_has_its_license(monkeypatch):
     monkeypatch.delenv("NLD_DATA_DIR", raising=False)
     assert resolve_data_dir(None) == SAMPLE_DATA_DIR
