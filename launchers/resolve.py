@@ -94,8 +94,10 @@ def resolve_settings(raw: Mapping[str, Any], env: Mapping[str, str], table: Mode
         partition=raw.get("partition") or env.get("SERVER_PARTITION") or d["partition"],
         account=raw.get("account") or env.get("ACCOUNT") or None,
         time=_slurm_time(raw.get("time") or env.get("SERVER_TIME") or str(d["time"])),
-        executor=_executor(raw.get("executor") or d["executor"]),
-        container_image=raw.get("container_image") or env.get("CONTAINER_IMAGE") or None,
+        executor=(executor := _executor(raw.get("executor") or d["executor"])),
+        # an exported CONTAINER_IMAGE is for SLURM jobs; the local executor runs on this machine's Python
+        container_image=raw.get("container_image") or (env.get("CONTAINER_IMAGE") if executor == "slurm" else None)
+        or None,
         container_mounts=raw.get("container_mounts") or None,
         limit=None if raw.get("limit") is None else to_int("--limit", raw["limit"]),
         data_dir=_data_dir(raw.get("data_dir"), cwd),

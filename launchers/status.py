@@ -32,11 +32,21 @@ def group_status(plan: Plan, group: Group) -> GroupStatus:
     acc, tpf = read_metrics(plan.path("results"), group.bench.name)
     marker = read_marker(plan.eval_dir, group.index)
     if marker is not None and not _superseded(marker, sub):
-        detail = "" if marker.state == "COMPLETED" else str(marker.info.get("reason", ""))
+        detail = "" if marker.state == "COMPLETED" else _failure_detail(marker.info, sub)
         return GroupStatus(group.index, group.bench.spec, marker.state, str(marker.info.get("job_id") or job_id),
                            acc, tpf, detail)
     state, detail = _live_state(sub)
     return GroupStatus(group.index, group.bench.spec, state, job_id, acc, tpf, detail)
+
+
+def _failure_detail(info: dict[str, Any], sub: dict[str, Any] | None) -> str:
+    """The marker's reason; for a signalled SLURM job, sacct tells whether it was scancel or the time limit."""
+    reason = str(info.get("reason", ""))
+    if "received SIG" in reason and sub and sub["executor"] == "slurm":
+        final = slurm.final_state(str(info.get("job_id") or sub["job_id"]))
+        if final and final not in ("FAILED", "COMPLETED"):
+            reason = f"{final} (sacct): {reason}"
+    return reason
 
 
 def _superseded(marker: Any, sub: dict[str, Any] | None) -> bool:

@@ -151,10 +151,13 @@ def test_scancel_leaves_nothing_running_and_rerun_resumes(tmp_path, partition, d
     wait_for(lambda: queue_empty([job]), 60, "the cancelled job to leave the queue")
     assert_no_leftovers(eval_dir)
     assert marker(eval_dir, "COMPLETED", 0) is None, "the job finished before scancel; raise the limit"
-    state = status_table(eval_dir, tmp_path)[0][2]
-    assert state in ("FAILED", "LOST"), state
-    if state == "FAILED":
+    # sacct can lag squeue by a second: poll until it knows how the job ended
+    row = wait_for(lambda: (r := status_table(eval_dir, tmp_path)[0]) and "CANCELLED" in " ".join(r) and r, 20,
+                   "--status to show the cancelled job")
+    assert row[2] in ("FAILED", "LOST"), row
+    if row[2] == "FAILED":  # the job had time to write its marker; sacct adds how it ended
         assert "SIGTERM" in marker(eval_dir, "FAILED", 0)["reason"]
+    assert "CANCELLED" in " ".join(row[6:]), row
 
     before = {r["_async_position"]: r for r in _async_rows(eval_dir)}
     assert 2 <= len(before) < limit
