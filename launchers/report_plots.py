@@ -3,25 +3,14 @@ benchmark with the Pareto front, and the acceptance-length histogram of each lin
 from __future__ import annotations
 
 import io
-from typing import Sequence
-
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from launchers.report_collect import ReportRow
+from launchers.report_pareto import pareto_front
 
 MODE_COLORS = {"ar": "#4C72B0", "dlm": "#DD8452", "linear_spec": "#55A868"}
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: (tpf, accuracy), both higher-is-better.
-    A point is dominated when another is >= on both and > on one; equal points are all kept."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(ox >= x and oy >= y and (ox > x or oy > y) for j, (ox, oy) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return front
 
 
 def short_label(row: ReportRow) -> str:
@@ -91,8 +80,10 @@ def acceptance_histogram(row: ReportRow) -> bytes | None:
         return None
     fig = Figure(figsize=(5.6, 3.6))
     ax = fig.add_subplot()
-    top = max(row.acceptance)
-    ax.hist(row.acceptance, bins=[b - 0.5 for b in range(0, top + 2)], color="#55A868", edgecolor="white")
+    low, top = min(row.acceptance), max(row.acceptance)
+    ax.hist(row.acceptance, bins=[b - 0.5 for b in range(low, top + 2)], color="#55A868", edgecolor="white")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.axvline(row.acceptance_mean, color="#C44E52", ls="--", lw=1.2, label=f"mean {row.acceptance_mean:.2f}")
     ax.set(title=f"{row.benchmark}: acceptance length ({short_label(row)})",
            xlabel="tokens committed per speculation cycle (accepted + bonus)", ylabel="cycles")

@@ -6,15 +6,16 @@ import io
 from typing import Any, Callable
 
 from launchers.report_collect import KNOB_COLUMNS, ReportRow
+from launchers.report_pareto import on_front
 
-COLUMNS = (*KNOB_COLUMNS, "accuracy", "tpf", "average_nfe", "tokens_per_s", "acceptance_mean", "num_entries",
-           "metric", "eval_mode", "experiment", "source")
+COLUMNS = (*KNOB_COLUMNS, "accuracy", "tpf", "pareto", "average_nfe", "tokens_per_s", "acceptance_mean",
+           "num_entries", "metric", "eval_mode", "experiment", "source")
 # Short console headers (an 80-column terminal must show them whole).
 SHORT = {"block_length": "block", "threshold": "thr", "temperature": "temp", "max_thinking_tokens": "think",
-         "accuracy": "acc %", "average_nfe": "avg NFE", "tokens_per_s": "tok/s", "acceptance_mean": "acc.len",
+         "accuracy": "acc %", "average_nfe": "avg NFE", "tokens_per_s": "tok/s", "acceptance_mean": "acc.len", "pareto": "front",
          "num_entries": "n"}
 # What the markdown and console tables show (CSV has everything).
-SHOWN = (*KNOB_COLUMNS, "accuracy", "tpf", "average_nfe", "tokens_per_s", "acceptance_mean", "num_entries",
+SHOWN = (*KNOB_COLUMNS, "accuracy", "tpf", "pareto", "average_nfe", "tokens_per_s", "acceptance_mean", "num_entries",
          "experiment")
 
 
@@ -25,18 +26,18 @@ def by_benchmark(rows: list[ReportRow]) -> dict[str, list[ReportRow]]:
     return out
 
 
-def row_values(row: ReportRow) -> dict[str, Any]:
-    return {**row.knobs, "accuracy": row.accuracy, "tpf": row.tpf, "average_nfe": row.average_nfe,
+def row_values(row: ReportRow, pareto: bool | None = None) -> dict[str, Any]:
+    return {**row.knobs, "accuracy": row.accuracy, "tpf": row.tpf, "pareto": pareto, "average_nfe": row.average_nfe,
             "tokens_per_s": row.tokens_per_s, "acceptance_mean": row.acceptance_mean,
             "num_entries": row.num_entries, "metric": row.metric, "eval_mode": row.eval_mode,
             "experiment": row.experiment, "source": row.source}
 
 
-def _csv_cell(value: Any) -> str:
+def _csv_cell(column: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return ("yes" if value else "no") if column == "pareto" else ("on" if value else "off")
     return repr(value) if isinstance(value, float) else str(value)   # repr: reads back to the same float
 
 
@@ -44,9 +45,10 @@ def to_csv(rows: list[ReportRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("benchmark", *COLUMNS))
-    for row in rows:
-        values = row_values(row)
-        writer.writerow((row.benchmark, *(_csv_cell(values[c]) for c in COLUMNS)))
+    for group in by_benchmark(rows).values():
+        for row, pareto in zip(group, on_front(group)):
+            values = row_values(row, pareto)
+            writer.writerow((row.benchmark, *(_csv_cell(c, values[c]) for c in COLUMNS)))
     return buf.getvalue()
 
 
@@ -55,7 +57,7 @@ def display(column: str, value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return ("yes" if value else "no") if column == "pareto" else ("on" if value else "off")
     formats: dict[str, Callable[[Any], str]] = {
         "accuracy": "{:.2f}".format, "tpf": "{:.3f}".format, "average_nfe": "{:.1f}".format,
         "tokens_per_s": "{:.1f}".format, "acceptance_mean": "{:.2f}".format, "threshold": "{:g}".format,
@@ -64,7 +66,8 @@ def display(column: str, value: Any) -> str:
 
 
 def table_cells(rows: list[ReportRow]) -> list[list[str]]:
-    return [[display(c, row_values(r)[c]) for c in SHOWN] for r in rows]
+    """Display cells of one benchmark's rows (the Pareto flag needs the whole group)."""
+    return [[display(c, row_values(r, p)[c]) for c in SHOWN] for r, p in zip(rows, on_front(rows))]
 
 
 def to_markdown(rows: list[ReportRow]) -> str:
