@@ -22,6 +22,9 @@ TEST_DATA = Path(__file__).resolve().parent / "launchers_data"
 @pytest.fixture(scope="module")
 def partition() -> str:
     require_slurm()
+    # Build builtin:tiny once up front: two concurrent jobs must not both build it on a fresh machine.
+    from xp.model import load_model
+    load_model("builtin:tiny", dtype="fp32")
     out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()
     default = [p for p in out if p.endswith("*")]
     return (default or out)[0].rstrip("*")
