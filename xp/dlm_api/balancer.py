@@ -20,16 +20,16 @@ import logging
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
+from typing import Optional
 
-import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
-from xp.dlm_api.errors import error_body, error_response, install_error_handlers
+from xp.dlm_api.errors import error_bytes, error_response, install_error_handlers
 from xp.dlm_api.http_common import (DEFAULT_MAX_BODY_BYTES, RequestGuard, add_common_routes, serve,
                                     setup_logging)
-from xp.dlm_api.pool import Worker, WorkerPool
+from xp.dlm_api.pool import Watch, Worker, WorkerPool
+from xp.dlm_api.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("xp.dlm_api.balancer")
 
@@ -57,12 +57,14 @@ class WorkerFailed(Exception):
 
 
 class Proxy:
-    def __init__(self, pool: WorkerPool, client: httpx.AsyncClient, settings: BalancerSettings):
+    """Forwards POSTs on the raw ASGI level (no framework in the hot path)."""
+
+    def __init__(self, pool: WorkerPool, upstream: Upstream, settings: BalancerSettings):
         self.pool = pool
-        self.client = client
+        self.upstream = upstream
         self.settings = settings
 
-    async def forward(self, path: str, body: bytes, headers: dict[str, str]) -> Response:
+    async def handle(self, path: str, body: bytes, headers: list[tuple[str, str]], send) -> None:
         stream = _wants_stream(body)
         tried: set[Worker] = set()
         last_reason = "no worker was healthy"
@@ -74,91 +76,80 @@ class Proxy:
                 break
             tried.add(worker)
             try:
-                if stream:
-                    return await self._open_stream(worker, path, body, headers)
-                return await self._exchange(worker, path, body, headers)
+                return await self._try(worker, path, body, headers, send, stream)
             except WorkerFailed as exc:
                 last_reason = f"{worker.address}: {exc}"
                 if exc.mark_down:
                     self.pool.mark_down(worker, str(exc))
                 log.warning("retrying request (attempt %d) after %s", attempt + 1, last_reason)
-        return error_response(f"No worker could answer this request ({last_reason}); "
-                              f"retried {self.settings.max_retries} times.", 503)
+        message = (f"No worker could answer this request ({last_reason}); tried {len(tried)} worker(s), "
+                   f"up to {self.settings.max_retries} retries.")
+        await send_bytes(send, 503, error_bytes(message, 503))
 
-    async def _exchange(self, worker: Worker, path: str, body: bytes, headers: dict) -> Response:
-        ok = False
+    async def _try(self, worker: Worker, path: str, body: bytes, headers: list, send, stream: bool) -> None:
+        """One attempt on one worker. Raises WorkerFailed while nothing was sent to the client;
+        a stream that fails after its start ends with an SSE error event instead."""
+        watch = Watch(asyncio.current_task())
+        worker.inflight.add(watch)
+        timer = asyncio.get_running_loop().call_later(self.settings.request_timeout, watch.fire,
+                                                      f"no answer within {self.settings.request_timeout:g} s")
+        ok, started, conn = False, False, None
         try:
-            response = await _unless_down(worker, self.client.post(worker.url + path, content=body,
-                                                                   headers=headers))
-            _raise_if_unavailable(response)
+            head, conn = await self.upstream.open(worker.address, "POST", path, headers, body)
+            if head.status == 503:
+                raise WorkerFailed("worker answered 503 (stopping or not ready)", mark_down=True)
+            content_type = head.headers.get("content-type", "application/json")
+            if not stream or head.status != 200:
+                data, conn = await self.upstream.read_all(worker.address, conn), None
+                await send_bytes(send, head.status, data, content_type)
+                ok = True
+                return
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache")]})
+            started = True
+            while (piece := await self.upstream.next_chunk(conn)) is not None:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            self.upstream.release(worker.address, conn, True)
+            conn = None
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             ok = True
-            return Response(response.content, status_code=response.status_code,
-                            media_type=response.headers.get("content-type"))
-        except httpx.HTTPError as exc:
-            raise _classify(exc) from None
+            return
+        except asyncio.CancelledError:
+            if watch.reason is None:
+                raise
+            _uncancel()
+            failure = WorkerFailed(watch.reason, mark_down=False)
+        except UpstreamError as exc:
+            failure = WorkerFailed(str(exc), mark_down=exc.kind != "protocol")
+        except WorkerFailed as exc:
+            failure = exc
         finally:
+            timer.cancel()
+            worker.inflight.discard(watch)
             self.pool.release(worker, ok)
-
-    async def _open_stream(self, worker: Worker, path: str, body: bytes, headers: dict) -> Response:
-        request = self.client.build_request("POST", worker.url + path, content=body, headers=headers)
-        try:
-            upstream = await _unless_down(worker, self.client.send(request, stream=True))
-        except (httpx.HTTPError, WorkerFailed) as exc:
-            self.pool.release(worker, False)
-            raise _classify(exc) if isinstance(exc, httpx.HTTPError) else exc from None
-        if upstream.status_code != 200:
-            try:
-                content = await upstream.aread()
-            finally:
-                await upstream.aclose()
-                self.pool.release(worker, False)
-            _raise_if_unavailable(upstream)
-            return Response(content, status_code=upstream.status_code,
-                            media_type=upstream.headers.get("content-type"))
-        return StreamingResponse(self._relay(worker, upstream), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
-
-    async def _relay(self, worker: Worker, upstream: httpx.Response) -> AsyncIterator[bytes]:
-        ok = False
-        try:
-            async for piece in upstream.aiter_raw():
-                yield piece
-            ok = True
-        except httpx.HTTPError as exc:
-            self.pool.mark_down(worker, f"stream cut: {type(exc).__name__}")
-            message = f"The worker {worker.address} failed during this stream; the answer is incomplete."
-            yield b"data: " + json.dumps(error_body(message, 502)).encode() + b"\n\ndata: [DONE]\n\n"
-        finally:
-            await upstream.aclose()
-            self.pool.release(worker, ok)
+            if conn is not None:
+                self.upstream.release(worker.address, conn, False)
+        if not started:
+            raise failure
+        if failure.mark_down:
+            self.pool.mark_down(worker, str(failure))
+        message = f"The worker {worker.address} failed during this stream ({failure}); the answer is incomplete."
+        await send({"type": "http.response.body", "more_body": False,
+                    "body": b"data: " + error_bytes(message, 502) + b"\n\ndata: [DONE]\n\n"})
 
 
-async def _unless_down(worker: Worker, call):
-    """Await `call`, but give up as soon as the worker is marked down."""
-    task = asyncio.ensure_future(call)
-    if worker.down.is_set():
-        task.cancel()
-        raise WorkerFailed("worker is marked down", mark_down=False)
-    down = asyncio.ensure_future(worker.down.wait())
-    try:
-        await asyncio.wait({task, down}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        down.cancel()
-    if not task.done():
-        task.cancel()
-        raise WorkerFailed("worker was marked down while the request waited", mark_down=False)
-    return task.result()
+def _uncancel() -> None:
+    """Python >= 3.11 counts cancel requests; ours was handled, so take it back."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
 
 
-def _raise_if_unavailable(response: httpx.Response) -> None:
-    if response.status_code == 503:
-        raise WorkerFailed("worker answered 503 (stopping or not ready)", mark_down=True)
-
-
-def _classify(exc: httpx.HTTPError) -> WorkerFailed:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return WorkerFailed(f"timed out ({type(exc).__name__})", mark_down=False)
-    return WorkerFailed(f"{type(exc).__name__}: {exc or 'connection failed'}", mark_down=True)
+async def send_bytes(send, status: int, body: bytes, content_type: str = "application/json") -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _wants_stream(body: bytes) -> bool:
@@ -171,37 +162,58 @@ def _wants_stream(body: bytes) -> bool:
     return isinstance(data, dict) and data.get("stream") is True
 
 
+class ProxyRoutes:
+    """ASGI layer: the proxied POST paths go straight to the Proxy, the rest to FastAPI."""
+
+    PATHS = ("/v1/chat/completions", "/v1/completions")
+
+    def __init__(self, app, proxy: Proxy, worker_api_key: Optional[str]):
+        self.app = app
+        self.proxy = proxy
+        self.worker_auth = f"Bearer {worker_api_key}" if worker_api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in self.PATHS:
+            return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            return await send_bytes(send, 405, error_bytes("Method not allowed on this path: use POST.", 405))
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        await self.proxy.handle(scope["path"], b"".join(chunks), self._headers(scope), send)
+
+    def _headers(self, scope) -> list[tuple[str, str]]:
+        headers = []
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1")
+            if name in FORWARDED_HEADERS and not (name == "authorization" and self.worker_auth):
+                headers.append((name, value.decode("latin-1")))
+        if self.worker_auth:
+            headers.append(("authorization", self.worker_auth))
+        return headers
+
+
 def build_app(pool: WorkerPool, settings: BalancerSettings, api_key: Optional[str],
               max_body_bytes: int):
-    state: dict = {}
+    upstream = Upstream(settings.connect_timeout)
+    proxy = Proxy(pool, upstream, settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=1024)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-            state["proxy"] = Proxy(pool, client, settings)
-            await pool.poll_once(client, settings.health_timeout)
-            poller = asyncio.create_task(pool.poll_forever(client, settings.health_interval,
-                                                           settings.health_timeout))
-            yield
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+        await pool.poll_once(upstream, settings.health_timeout)
+        poller = asyncio.create_task(pool.poll_forever(upstream, settings.health_interval,
+                                                       settings.health_timeout))
+        yield
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+        upstream.close()
 
     app = FastAPI(title="nld-eval balancer", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-
-    def headers_of(request: Request) -> dict[str, str]:
-        headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
-        if settings.worker_api_key:
-            headers["authorization"] = f"Bearer {settings.worker_api_key}"
-        return headers
-
-    async def forward(request: Request):
-        return await state["proxy"].forward(request.url.path, await request.body(), headers_of(request))
-
-    app.add_api_route("/v1/chat/completions", forward, methods=["POST"])
-    app.add_api_route("/v1/completions", forward, methods=["POST"])
 
     @app.get("/v1/models")
     async def models():
@@ -218,7 +230,7 @@ def build_app(pool: WorkerPool, settings: BalancerSettings, api_key: Optional[st
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     add_common_routes(app, lambda: bool(pool.healthy()))
-    return RequestGuard(app, api_key, max_body_bytes)
+    return RequestGuard(ProxyRoutes(app, proxy, settings.worker_api_key), api_key, max_body_bytes)
 
 
 def parse_workers(text: str) -> list[str]:
@@ -255,10 +267,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_retries < 0:
         p.error("--max-retries must be >= 0")
-    for name in ("retry_backoff", "request_timeout", "health_interval", "health_timeout", "no_worker_wait"):
-        if getattr(args, name) < 0 or (name != "no_worker_wait" and getattr(args, name) == 0
-                                       and name != "retry_backoff"):
-            p.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("request_timeout", "health_interval", "health_timeout"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("retry_backoff", "no_worker_wait"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be 0..65535, got {args.port}")
     return args

@@ -119,8 +119,10 @@ class SignalAwareServer(uvicorn.Server):
 
 def serve(app, host: str, port: int, on_exit_signal: Callable[[], None],
           graceful_seconds: Optional[int] = 30) -> None:
+    # long keep-alive: the balancer reuses its connections to the workers between requests
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=graceful_seconds, lifespan="on")
+                            timeout_graceful_shutdown=graceful_seconds, lifespan="on",
+                            timeout_keep_alive=120)
     SignalAwareServer(config, on_exit_signal).run()
 
 def setup_logging(verbose: bool = False) -> None:

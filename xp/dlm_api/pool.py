@@ -3,22 +3,38 @@
 A worker is up after a 200 from its /health and down after a refused connection, a 503, a dropped
 request, or `DOWN_AFTER_TIMEOUTS` health polls in a row that time out. The poller brings a down
 worker back as soon as it answers 200 again. Requests in flight on a worker that goes down are
-told through `Worker.down`, so the balancer can retry them elsewhere instead of waiting.
+told through their `Watch`, so the balancer can retry them elsewhere instead of waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-import httpx
+from xp.dlm_api.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("xp.dlm_api.balancer")
 
 DOWN_AFTER_TIMEOUTS = 2
+
+
+class Watch:
+    """Interrupts the task that proxies one request when its worker goes down or it times out."""
+
+    __slots__ = ("task", "reason")
+
+    def __init__(self, task: asyncio.Task):
+        self.task = task
+        self.reason: Optional[str] = None
+
+    def fire(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.task.cancel()
 
 
 @dataclass(eq=False)
@@ -31,11 +47,7 @@ class Worker:
     timeouts_in_row: int = 0
     last_error: str = ""
     changed_at: float = field(default_factory=time.time)
-    down: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
+    inflight: set = field(default_factory=set)     # Watch per request being proxied
 
     def snapshot(self) -> dict:
         return {"address": self.address, "healthy": self.healthy, "outstanding": self.outstanding,
@@ -47,8 +59,6 @@ class WorkerPool:
     def __init__(self, addresses: list[str], worker_headers: Optional[dict] = None):
         self.worker_headers = worker_headers or {}   # e.g. the workers' API key
         self.workers = [Worker(a) for a in addresses]
-        for w in self.workers:
-            w.down.set()
         self._any_up = asyncio.Event()
         self._turn = 0
         self.models_body: Optional[dict] = None
@@ -96,7 +106,6 @@ class WorkerPool:
         worker.timeouts_in_row = 0
         if not worker.healthy:
             worker.healthy, worker.changed_at, worker.last_error = True, time.time(), ""
-            worker.down = asyncio.Event()
             log.info("worker %s is up", worker.address)
         self._any_up.set()
 
@@ -106,40 +115,41 @@ class WorkerPool:
         if worker.healthy:
             worker.healthy, worker.changed_at = False, time.time()
             log.warning("worker %s is down: %s", worker.address, reason)
-        worker.down.set()
+        for watch in list(worker.inflight):
+            watch.fire(f"worker {worker.address} went down ({reason})")
 
     # ---- health polling ------------------------------------------------------------------------
-    async def poll_forever(self, client: httpx.AsyncClient, interval: float, timeout: float) -> None:
+    async def poll_forever(self, upstream: Upstream, interval: float, timeout: float) -> None:
         while True:
-            await self.poll_once(client, timeout)
+            await self.poll_once(upstream, timeout)
             await asyncio.sleep(interval)
 
-    async def poll_once(self, client: httpx.AsyncClient, timeout: float) -> None:
-        await asyncio.gather(*(self._check(client, w, timeout) for w in self.workers))
+    async def poll_once(self, upstream: Upstream, timeout: float) -> None:
+        await asyncio.gather(*(self._check(upstream, w, timeout) for w in self.workers))
 
-    async def _check(self, client: httpx.AsyncClient, worker: Worker, timeout: float) -> None:
+    async def _check(self, upstream: Upstream, worker: Worker, timeout: float) -> None:
         try:
-            response = await client.get(f"{worker.url}/health", timeout=timeout)
-        except httpx.TimeoutException:
+            head, _ = await asyncio.wait_for(upstream.request(worker.address, "GET", "/health", []), timeout)
+        except asyncio.TimeoutError:
             worker.timeouts_in_row += 1
             if worker.timeouts_in_row >= DOWN_AFTER_TIMEOUTS:
                 self.mark_down(worker, f"/health timed out {worker.timeouts_in_row} times in a row")
             return
-        except httpx.HTTPError as exc:
-            self.mark_down(worker, f"/health failed: {type(exc).__name__}")
+        except UpstreamError as exc:
+            self.mark_down(worker, f"/health failed: {exc}")
             return
-        if response.status_code != 200:
-            self.mark_down(worker, f"/health answered {response.status_code}")
+        if head.status != 200:
+            self.mark_down(worker, f"/health answered {head.status}")
             return
         self.mark_up(worker)
         if self.models_body is None:
-            await self._fetch_models(client, worker, timeout)
+            await self._fetch_models(upstream, worker, timeout)
 
-    async def _fetch_models(self, client: httpx.AsyncClient, worker: Worker, timeout: float) -> None:
+    async def _fetch_models(self, upstream: Upstream, worker: Worker, timeout: float) -> None:
         try:
-            response = await client.get(f"{worker.url}/v1/models", timeout=timeout,
-                                        headers=self.worker_headers)
-            if response.status_code == 200:
-                self.models_body = response.json()
-        except (httpx.HTTPError, ValueError):
+            head, body = await asyncio.wait_for(upstream.request(
+                worker.address, "GET", "/v1/models", list(self.worker_headers.items())), timeout)
+            if head.status == 200:
+                self.models_body = json.loads(body)
+        except (asyncio.TimeoutError, UpstreamError, ValueError):
             pass
