@@ -98,7 +98,7 @@ def test_two_groups_complete_under_pyxis_with_results_nfe_and_server_info(tmp_pa
         assert "WORKER_0=127.0.0.1:" in info and "BALANCER_URL=http://127.0.0.1:" in info
         assert f"SLURM_JOB_ID={ids[group]}" in info
         assert (eval_dir / f"sbatch_group{group}.sh").read_text().startswith("#!/bin/bash")
-    rows = status_table(eval_dir, tmp_path)
+    rows = status_table(eval_dir.parent.parent, tmp_path)  # the experiment dir: its newest eval dir
     assert [rows[g][2] for g in (0, 1)] == ["COMPLETED", "COMPLETED"]
     assert all(rows[g][4] != "-" and rows[g][5] != "-" for g in (0, 1)), rows  # accuracy and TPF shown
     assert_no_leftovers(eval_dir)
@@ -117,6 +117,10 @@ def test_failed_group_is_rerun_alone_after_the_fix(tmp_path, partition, data_dir
     assert status_table(eval_dir, tmp_path)[1][2] == "FAILED"
     kept = (eval_dir / "COMPLETED_group0").stat().st_mtime_ns
 
+    preview = eval_sh("--rerun-failed", str(eval_dir), "--dry-run", cwd=tmp_path)
+    assert "[dry-run] would resubmit group(s) 1 (math-500:1, FAILED)" in preview.stdout, preview.stdout
+    assert len(job_ids(eval_dir)) == 2 and (eval_dir / "FAILED_group1").exists()  # the preview changed nothing
+
     shutil.move(math, data_dir / "math-500")  # the fix
     res = eval_sh("--rerun-failed", str(eval_dir), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -129,6 +133,8 @@ def test_failed_group_is_rerun_alone_after_the_fix(tmp_path, partition, data_dir
     assert (eval_dir / "COMPLETED_group0").stat().st_mtime_ns == kept
     assert len(list((eval_dir / "old_markers").glob("FAILED_group1.*"))) == 1
     assert [r[2] for r in status_table(eval_dir, tmp_path).values()] == ["COMPLETED", "COMPLETED"]
+    again = eval_sh("--rerun-failed", str(eval_dir), cwd=tmp_path)
+    assert "nothing to rerun" in again.stdout and len(job_ids(eval_dir)) == 3
 
 
 def _async_rows(eval_dir: Path) -> list[dict]:
