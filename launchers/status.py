@@ -10,9 +10,8 @@ from launchers import slurm, submissions
 from launchers.markers import read_marker
 from launchers.plan import Group, Plan
 
-# Metric shown as "accuracy", by preference (NeMo-Skills names; IFEval reports average_score).
-PRIMARY_METRICS = ("symbolic_correct", "accuracy", "passing_plus_tests", "passing_base_tests",
-                   "average_score", "prompt_strict_accuracy", "judge_correct")
+# Fallback for the metric shown as "accuracy" when the registry names none (NeMo-Skills names).
+PRIMARY_METRICS = ("symbolic_correct", "accuracy", "passing_base_tests", "average_score", "judge_correct")
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class GroupStatus:
 def group_status(plan: Plan, group: Group) -> GroupStatus:
     sub = submissions.latest(plan.eval_dir, group.index)
     job_id = sub["job_id"] if sub else "-"
-    acc, tpf = read_metrics(plan.path("results"), group.bench.name)
+    acc, tpf = read_metrics(plan.path("results"), group.bench.name, primary_metric(group.bench.name))
     marker = read_marker(plan.eval_dir, group.index)
     if marker is not None and not _superseded(marker, sub):
         detail = "" if marker.state == "COMPLETED" else _failure_detail(marker.info, sub)
@@ -79,7 +78,19 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def read_metrics(results_dir: Path, bench: str) -> tuple[float | None, float | None]:
+def primary_metric(bench: str) -> str | None:
+    """The client's headline score for the benchmark (symbolic_correct, passing_base_tests, ...)."""
+    from xp.nemo_skills.metrics import SCORE_KEY
+    from xp.nemo_skills.registry import RegistryError, load_registry
+
+    try:
+        kind = load_registry().get(bench).metric
+    except RegistryError:
+        return None
+    return SCORE_KEY.get(kind, "average_score" if kind == "if" else None)
+
+
+def read_metrics(results_dir: Path, bench: str, primary: str | None = None) -> tuple[float | None, float | None]:
     path = results_dir / "eval-results" / bench / "metrics.json"
     try:
         data = json.loads(path.read_text())
@@ -89,7 +100,8 @@ def read_metrics(results_dir: Path, bench: str) -> tuple[float | None, float | N
     if not isinstance(modes, dict) or not modes:
         return None, None
     mode = modes.get("pass@1") or next(iter(modes.values()))
-    acc = next((mode[k] for k in PRIMARY_METRICS if isinstance(mode.get(k), (int, float))), None)
+    keys = ((primary,) if primary else ()) + PRIMARY_METRICS
+    acc = next((mode[k] for k in keys if isinstance(mode.get(k), (int, float))), None)
     tpf = mode.get("tpf", modes.get("tpf"))
     return acc, tpf if isinstance(tpf, (int, float)) else None
 

@@ -148,3 +148,18 @@ def test_plan_round_trip(tmp_path):
     again = load_plan(plan.eval_dir)
     assert again.settings == s and [g.bench.spec for g in again.groups] == ["gsm8k:2", "mbpp:0"]
     assert json.loads((plan.eval_dir / "plan.json").read_text())["groups"][1]["script"] == "sbatch_group1.sh"
+
+
+@pytest.mark.parametrize("bench,metrics,want", [
+    ("gsm8k", {"pass@1": {"symbolic_correct": 40.0, "no_answer": 10.0, "tpf": 2.5}}, (40.0, 2.5)),
+    ("human-eval", {"pass@1": {"passing_base_tests": 30.0, "passing_plus_tests": 20.0, "tpf": 1.5}}, (30.0, 1.5)),
+    ("ifeval", {"pass@1": {"prompt_strict_accuracy": 50.0, "average_score": 55.0}}, (55.0, None)),
+    ("mbpp", {"pass@2": {"passing_base_tests": 9.0}, "pass@1": {"passing_base_tests": 7.0, "tpf": 3.0}}, (7.0, 3.0)),
+])
+def test_status_reads_the_headline_metric(tmp_path, bench, metrics, want):
+    from launchers.status import primary_metric, read_metrics
+    path = tmp_path / "eval-results" / bench / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({bench: metrics}))
+    assert read_metrics(tmp_path, bench, primary_metric(bench)) == want
+    assert read_metrics(tmp_path, "math-500", primary_metric("math-500")) == (None, None)  # not run yet
