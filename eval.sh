@@ -3,7 +3,7 @@
 # defaults (configs/modes.yaml) and validation live in the Python planner, launchers/.
 # Run `bash eval.sh --help` for every flag and examples.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
 
 # Interpreter: $NLD_PYTHON, else the project's .venv, else python3 on PATH.
 PY="${NLD_PYTHON:-}"

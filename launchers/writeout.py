@@ -1,6 +1,8 @@
 """Writes plan.json and the scripts of a new evaluation, and describes the settings for the user."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from launchers.fsutil import atomic_write_text
 from launchers.naming import fmt_number
 from launchers.plan import Plan, save_plan
@@ -10,6 +12,7 @@ from launchers.render import render_script, uses_container
 def write_plan_files(plan: Plan) -> None:
     """plan.json first (status and reruns read it), then one script per group."""
     plan.eval_dir.mkdir(parents=True, exist_ok=True)
+    Path(plan.settings.hf_home).mkdir(parents=True, exist_ok=True)  # a container mount source must exist
     save_plan(plan)
     for group in plan.groups:
         atomic_write_text(plan.path(f"sbatch_group{group.index}.sh"), render_script(plan, group), mode=0o755)
