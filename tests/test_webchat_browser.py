@@ -117,3 +117,19 @@ def test_bad_knob_is_refused_in_the_page(balancer_url, browser):
     page.click("#send")
     assert "Block length" in page.locator("#alert").inner_text()
     assert page.locator("article.msg").count() == 0
+
+
+def test_server_refusal_is_shown_and_not_kept(balancer_url, browser):
+    """The server's 400 (completion longer than the model) reaches the user; the next turn works."""
+    page = browser.new_page()
+    page.goto(balancer_url + "/")
+    page.select_option("#mode", "ar")
+    page.fill("#max-tokens", "100000000")
+    page.fill("#prompt", "too long")
+    page.click("#send")
+    failed = page.locator("article.msg.assistant").first
+    failed.locator("xpath=self::*[@data-done]").wait_for(timeout=60_000)
+    assert failed.get_attribute("data-done") == "error"
+    assert "maximum context length" in page.locator("#alert").inner_text()
+    reply = send_in_mode(page, "ar", "short one", 1)
+    assert int(stat(reply, "tokens")) > 0
