@@ -24,7 +24,7 @@ from rich.markup import escape
 from xp.nemo_skills import results
 from xp.nemo_skills.data import MissingDataError, load_rows, resolve_data_dir
 from xp.nemo_skills.graders import grade_row, warm_up
-from xp.nemo_skills.http_client import HttpSettings, ServerUnavailable, generate, request_body
+from xp.nemo_skills.http_client import HttpSettings, ServerUnavailable, discover_concurrency, generate, request_body
 from xp.nemo_skills.progress import ProgressReporter
 from xp.nemo_skills.prompts import build_messages
 from xp.nemo_skills.registry import BenchmarkRun, RegistryError, load_registry, parse_benchmarks
@@ -33,6 +33,7 @@ from xp.nemo_skills.runner import (DecodingSettings, RunningStats, SeedWork, out
 from xp.nemo_skills.summarize import print_table
 
 SAMPLED_TEMPERATURE = 0.7  # NeMo-Skills' default for seeded runs
+DEFAULT_CONCURRENCY = 16   # when the server's /health does not tell workers x batch size
 
 
 def seed_temperature(seed: Optional[int], temperature: Optional[float]) -> float:
@@ -89,13 +90,17 @@ async def run_benchmark(run: BenchmarkRun, rows: list[dict], output_dir: Path, c
 
 
 async def run_all(runs: list[BenchmarkRun], data_dir: Path, limit: Optional[int], output_dir: Path,
-                  hs: HttpSettings, dec: DecodingSettings, concurrency: int) -> int:
+                  hs: HttpSettings, dec: DecodingSettings, concurrency: Optional[int]) -> int:
     failed = 0
     summary = {}
     spawn = multiprocessing.get_context("spawn")  # graders use SIGALRM timeouts: own main threads
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool, ProgressReporter() as reporter:
         pool.submit(warm_up)  # start the grader processes while the first requests are in flight
+        if concurrency is None:
+            async with httpx.AsyncClient() as probe:
+                concurrency = await discover_concurrency(probe, hs) or DEFAULT_CONCURRENCY
+            reporter.print(f"concurrency {concurrency} (workers x batch size from /health)")
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(limits=limits) as client:
             ctx = {"http": hs, "decoding": dec, "client": client, "pool": pool, "reporter": reporter,
                    "semaphore": asyncio.Semaphore(concurrency)}
@@ -119,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="results go to DIR/eval-results/<bench>/")
     p.add_argument("--data-dir", default=None, help="prepared data (default $NLD_DATA_DIR, else the shipped sample)")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems of each benchmark")
-    p.add_argument("--concurrency", type=int, default=16,
-                   help="requests in flight (set to workers x batch size; default 16)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="requests in flight (default: workers x batch size read from /health, else 16)")
     p.add_argument("--max-tokens", type=int, default=None, help="completion tokens (default: the server's)")
     p.add_argument("--block-length", type=int, default=None)
     p.add_argument("--threshold", type=float, default=None)
@@ -178,7 +183,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         from xp.nemo_skills.ns_client import NemoSkillsMissing, run_nemo_skills
 
         try:
-            return run_nemo_skills(runs, data_dir, Path(args.output_dir), hs, dec, args.concurrency, args.limit)
+            return run_nemo_skills(runs, data_dir, Path(args.output_dir), hs, dec,
+                                   args.concurrency or DEFAULT_CONCURRENCY, args.limit)
         except NemoSkillsMissing as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -38,6 +38,31 @@ class HttpSettings:
         return base + "/chat/completions"
 
 
+async def _health(client: httpx.AsyncClient, root: str, headers: dict) -> dict:
+    resp = await client.get(root.rstrip("/") + "/health", headers=headers, timeout=10)
+    body = resp.json()
+    return body if isinstance(body, dict) else {}
+
+
+async def discover_concurrency(client: httpx.AsyncClient, hs: HttpSettings) -> Optional[int]:
+    """workers x batch size from /health: a worker reports `batch_size`; the balancer lists its
+    workers, whose own /health give theirs. None when the server does not say."""
+    headers = {"Authorization": f"Bearer {hs.api_key}"} if hs.api_key else {}
+    root = hs.server.rstrip("/").removesuffix("/v1")
+    try:
+        body = await _health(client, root, headers)
+        if isinstance(body.get("batch_size"), int):
+            return body["batch_size"]
+        total = 0
+        for worker in body.get("workers") or []:
+            if worker.get("healthy", True) and worker.get("address"):
+                sub = await _health(client, f"http://{worker['address']}", headers)
+                total += sub.get("batch_size", 1) if isinstance(sub.get("batch_size"), int) else 1
+        return total or None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+
+
 def request_body(messages: list[dict], seed: Optional[int], temperature: float, dec: DecodingSettings,
                  model: str) -> dict:
     body = {"model": model, "messages": messages, "temperature": temperature, "top_p": 0.95, "n": 1,

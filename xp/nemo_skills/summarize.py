@@ -50,14 +50,18 @@ def benchmark_dirs(root: Path) -> dict[str, Path]:
 def print_table(summary: dict[str, tuple[BenchmarkSpec, dict]], console: Optional[Console] = None) -> None:
     table = Table(title="results")
     for col in ("benchmark", "mode", "accuracy", "entries", "avg_tokens", "avg_nfe", "TPF"):
-        table.add_column(col, justify="left" if col in ("benchmark", "mode") else "right")
+        table.add_column(col, justify="left" if col in ("benchmark", "mode") else "right", no_wrap=True)
     for name, (spec, metrics) in summary.items():
         mode, value = headline(spec.metric, metrics[name])
         m = metrics[name][mode]
         nfe = f"{m['average_nfe']:.1f}" if "average_nfe" in m else "-"
         tpf = f"{m['tpf']:.2f}" if "tpf" in m else "-"
         table.add_row(escape(name), escape(mode), f"{value:.2f}%", str(m["num_entries"]), str(m["avg_tokens"]), nfe, tpf)
-    (console or Console()).print(table)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # logs: do not squeeze the table into 80 columns
+            console = Console(width=140)
+    console.print(table)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
