@@ -32,8 +32,10 @@ class EchoGoldServer:
     """answer(user_text) -> reply text. fail_first: 503s before the first success per prompt."""
 
     def __init__(self, answer: Callable[[str], str], fail_first: int = 0, delay_s: float = 0.0,
-                 reject: Optional[Callable[[str], bool]] = None):
+                 reject: Optional[Callable[[str], bool]] = None, health: Optional[dict] = None):
         self.answer, self.fail_first, self.delay_s, self.reject = answer, fail_first, delay_s, reject
+        self.health = health
+        self.inflight = self.max_inflight = 0
         self.attempts: Counter = Counter()
         self.successes: Counter = Counter()
         self.bodies: list[dict] = []
@@ -41,10 +43,24 @@ class EchoGoldServer:
         self.url = f"http://127.0.0.1:{self.port}"
         app = FastAPI()
         app.post("/v1/chat/completions")(self._chat)
+        app.get("/health")(self._health)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
+    async def _health(self):
+        if self.health is None:
+            return JSONResponse({"error": "no health here"}, status_code=404)
+        return self.health
+
     async def _chat(self, request: Request):
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.inflight -= 1
+
+    async def _answer(self, request: Request):
         body = json.loads(await request.body())
         self.bodies.append(body)
         user = body["messages"][-1]["content"]

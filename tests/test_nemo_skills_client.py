@@ -72,6 +72,16 @@ def test_retries_recover_without_duplicates(tmp_path):
     assert len(read(tmp_path / "eval-results" / "gsm8k" / "output.jsonl")) == 5
 
 
+@pytest.mark.parametrize("health,argv,expected", [({"batch_size": 3}, [], 3), (None, ["--concurrency", "2"], 2)])
+def test_concurrency_is_bounded_by_workers_x_batch(tmp_path, capsys, health, argv, expected):
+    with gsm8k_server(delay_s=0.3, health=health) as srv:
+        assert eval_main(["--server", srv.url, "--benchmarks", "gsm8k", "--output-dir", str(tmp_path),
+                          "--limit", "12", *argv]) == 0
+    assert srv.max_inflight == expected
+    if health:
+        assert "concurrency 3 (workers x batch size from /health)" in capsys.readouterr().err
+
+
 def test_refused_request_is_recorded_not_fatal(tmp_path):
     with gsm8k_server(reject=lambda user: "Janet" in user) as srv:
         assert eval_main(["--server", srv.url, "--benchmarks", "gsm8k", "--output-dir", str(tmp_path), "--limit", "3"]) == 0
