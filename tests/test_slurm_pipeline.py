@@ -150,11 +150,11 @@ def _served(eval_dir: Path) -> int:
 
 
 def test_scancel_leaves_nothing_running_and_rerun_resumes(tmp_path, partition, data_dir):
-    limit = 12
+    limit = 20  # the whole shipped gsm8k sample: a wide window to cancel in, even on a fast machine
     eval_dir = submit(tmp_path, partition, "--benchmarks", "gsm8k:1", "--limit", str(limit), "--tokens", "48",
                       "--data-dir", str(data_dir))
     [job] = wait_for(lambda: job_ids(eval_dir), 30, "submission")
-    wait_for(lambda: len(_async_rows(eval_dir)) >= 2, JOB_TIMEOUT, "a few finished samples")
+    wait_for(lambda: len(_async_rows(eval_dir)) >= 1, JOB_TIMEOUT, "a finished sample")
     assert status_table(eval_dir, tmp_path)[0][2:4] == ["RUNNING", job]
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: queue_empty([job]), 60, "the cancelled job to leave the queue")
@@ -169,7 +169,7 @@ def test_scancel_leaves_nothing_running_and_rerun_resumes(tmp_path, partition, d
     assert "CANCELLED" in " ".join(row[6:]), row
 
     before = {r["_async_position"]: r for r in _async_rows(eval_dir)}
-    assert 2 <= len(before) < limit
+    assert 1 <= len(before) < limit
     served_before = _served(eval_dir)
     res = eval_sh("--rerun-failed", str(eval_dir), cwd=tmp_path)
     assert res.returncode == 0 and "resubmitting group(s) 0" in res.stdout, res.stdout + res.stderr
