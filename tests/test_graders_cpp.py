@@ -62,6 +62,17 @@ def test_decode_tests_forms():
     assert decode_tests(packed(PRIVATE)) == PRIVATE
     assert decode_tests(SUM_TESTS) == SUM_TESTS
     assert decode_tests("") == []
+    import pickle
+
+    lcb_packed = base64.b64encode(zlib.compress(pickle.dumps(json.dumps(PRIVATE)))).decode()
+    assert decode_tests(lcb_packed) == PRIVATE
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with pytest.raises(ValueError, match="refusing to unpickle"):
+        decode_tests(base64.b64encode(zlib.compress(pickle.dumps(Evil()))).decode())
 
 
 def test_grade_rows_and_missing_tests_error():

@@ -188,7 +188,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         except NemoSkillsMissing as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    return asyncio.run(run_all(runs, data_dir, args.limit, Path(args.output_dir), hs, dec, args.concurrency))
+    try:
+        return asyncio.run(run_all(runs, data_dir, args.limit, Path(args.output_dir), hs, dec, args.concurrency))
+    except KeyboardInterrupt:
+        print("interrupted: finished samples are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
