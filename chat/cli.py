@@ -27,7 +27,7 @@ def build_parser(description: str, with_mode: bool) -> argparse.ArgumentParser:
     if with_mode:
         p.add_argument("--mode", choices=MODES, default="dlm", help="decoding mode (default: dlm)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="hub id, local checkpoint dir, or builtin:tiny (default: %(default)s)")
+                   help="hub id, local checkpoint dir, builtin:tiny or builtin:arith (default: %(default)s)")
     p.add_argument("--tokenizer", default=None, help="tokenizer id or dir (default: the model's)")
     p.add_argument("--lora-path", default=None,
                    help="draft LoRA adapter dir (default: <checkpoint>/linear_spec_lora when present)")

@@ -202,7 +202,7 @@ class ChatSession:
                      acceptance_lengths=result.acceptance_lengths)
 
     def decode(self, tokens: list[int]) -> str:
-        return self.bundle.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return decode_visible(self.bundle.tokenizer, tokens).strip()
 
     def pass_groups(self, reply: Reply) -> list[tuple[int, str]]:
         """(pass index, text) for each run of consecutive tokens committed by the same pass."""
@@ -212,8 +212,17 @@ class ChatSession:
                 groups[-1][1].append(tok)
             else:
                 groups.append((p, [tok]))
-        tok = self.bundle.tokenizer
-        return [(p, tok.decode(ids, skip_special_tokens=True)) for p, ids in groups]
+        return [(p, decode_visible(self.bundle.tokenizer, ids)) for p, ids in groups]
+
+
+THINK_MARKERS = ("<think>", "</think>")
+
+
+def decode_visible(tokenizer, ids: list[int]) -> str:
+    """Text without special tokens (EOS, padding, ...) but with the thinking markers kept."""
+    kept = {tokenizer.convert_tokens_to_ids(t) for t in THINK_MARKERS}
+    hidden = set(tokenizer.all_special_ids) - kept
+    return tokenizer.decode([i for i in ids if i not in hidden], skip_special_tokens=False)
 
 
 class _TextStream:
@@ -228,7 +237,7 @@ class _TextStream:
         if self.sink is None or row != 0:
             return
         self.ids.extend(token_ids)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()
+        text = decode_visible(self.tokenizer, self.ids).lstrip()
         # Hold back a trailing replacement char: a multi-byte character may be half decoded.
         if text.startswith(self.shown) and not text.endswith("\ufffd"):
             self.sink(text[len(self.shown):])
