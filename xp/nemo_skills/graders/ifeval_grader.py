@@ -21,7 +21,10 @@ def _checkers() -> tuple[dict, str]:
     """The instruction registry, with its tokenizers bound to what this machine has."""
     import langdetect
 
-    from if_verifiable.ifeval import instructions, instructions_registry, instructions_util
+    try:
+        from if_verifiable.ifeval import instructions, instructions_registry, instructions_util
+    except ImportError:
+        raise RuntimeError("IFEval grading needs the if-verifiable package: pip install if-verifiable==0.1.2") from None
 
     langdetect.DetectorFactory.seed = 0  # langdetect is random by default: make grades reproducible
 
