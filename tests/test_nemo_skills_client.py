@@ -156,3 +156,26 @@ def test_killed_run_resumes_to_the_same_file(tmp_path):
     for pos in done_before:
         user = build_messages("generic/math", rows[pos])[-1]["content"]
         assert srv.successes[user] == before[user]
+
+
+def test_hostile_code_does_not_harm_the_client(tmp_path):
+    """Generated code that loops forever or eats memory is graded wrong in its sandbox; the client
+    finishes the benchmark normally."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "configs" / "benchmarks.yaml").read_text())
+    doc["benchmarks"]["human-eval"]["grader_args"] = {"timeout_s": 2, "memory_mb": 512}
+    registry = tmp_path / "benchmarks.yaml"
+    registry.write_text(yaml.safe_dump(doc))
+    rows = load_rows(load_registry().get("human-eval"), SAMPLE_DATA_DIR, 3)
+    bodies = ["{canonical}", "    while True:\n        pass\n", "    x = bytearray(1 << 40)\n"]
+    texts = [f"```python\n{r['prompt']}{b.format(canonical=r['canonical_solution'])}```" for r, b in zip(rows, bodies)]
+    answers = gold_answer_by_prompt(rows, "generic/codegen", lambda r: texts[rows.index(r)])
+    start = time.monotonic()
+    with EchoGoldServer(lambda u: answers[u]) as srv:
+        rc = eval_main(["--server", srv.url, "--benchmarks", "human-eval", "--output-dir", str(tmp_path / "out"),
+                        "--limit", "3", "--registry", str(registry)])
+    assert rc == 0 and time.monotonic() - start < 60
+    graded = read(tmp_path / "out" / "eval-results" / "human-eval" / "output.jsonl")
+    assert [g["is_correct"] for g in graded] == [True, False, False]
+    assert graded[1]["test_status"] == "timeout"
