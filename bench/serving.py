@@ -81,6 +81,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def overhead(model: str, pairs: int, logs: Path) -> list[str]:
     workers, balancer = start(model, 1, 1, logs)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1,
@@ -90,11 +96,13 @@ def overhead(model: str, pairs: int, logs: Path) -> list[str]:
             for client in (direct, via) * 10:   # warm up both paths
                 client.post("/v1/chat/completions", json=body).raise_for_status()
             d, b = [], []
+            cpu0 = cpu_seconds(balancer.proc.pid)
             for _ in range(pairs):
                 for client, out in ((direct, d), (via, b)):
                     t0 = time.perf_counter()
                     client.post("/v1/chat/completions", json=body).raise_for_status()
                     out.append((time.perf_counter() - t0) * 1000)
+            cpu_ms = (cpu_seconds(balancer.proc.pid) - cpu0) * 1000 / pairs
     finally:
         balancer.stop()
         workers[0].stop()
@@ -104,6 +112,7 @@ def overhead(model: str, pairs: int, logs: Path) -> list[str]:
         rows.append(f"| {name} | {pct(v, 0.5):.2f} | {pct(v, 0.99):.2f} |")
     rows.append(f"| overhead (p50 balancer - p50 direct) | {pct(b, 0.5) - pct(d, 0.5):.2f} | "
                 f"{pct(b, 0.99) - pct(d, 0.99):.2f} |")
+    rows.append(f"| balancer CPU time per request (mean) | {cpu_ms:.2f} | |")
     return rows
 
 
@@ -160,7 +169,9 @@ def main() -> None:
             model = str(logs / "tiny")
             subprocess.run([sys.executable, "-m", "xp.model.tiny", "--out", model], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL)
-        print(f"# serving benchmark: {os.cpu_count()} CPU cores, python {sys.version.split()[0]}")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"# serving benchmark: {os.cpu_count()} CPU cores, load average before: {load}, "
+              f"python {sys.version.split()[0]}")
         print("\n## balancer overhead (1 worker, batch 1, 1-token AR request)\n")
         print("\n".join(overhead(model, args.pairs, logs)))
         print(f"\n## throughput ({args.max_tokens} tokens per request, diffusion defaults)\n")

@@ -132,8 +132,9 @@ SHARED_WORKER_ARGS = ["--batch-size", "8", "--gather-ms", "50", "--max-tokens", 
 
 
 def shared_cluster(tiny_ckpt, tmp_path_factory):
-    """Body of the session fixture `api_cluster` (tests/conftest.py)."""
-    cluster = start_cluster(tiny_ckpt, tmp_path_factory.mktemp("api_cluster"), 2, SHARED_WORKER_ARGS,
+    """Body of the session fixture `api_cluster` (tests/conftest.py). Workers load the LoRA adapter."""
+    worker_args = [*SHARED_WORKER_ARGS, "--lora-path", str(Path(tiny_ckpt) / "linear_spec_lora")]
+    cluster = start_cluster(tiny_ckpt, tmp_path_factory.mktemp("api_cluster"), 2, worker_args,
                             ["--max-body-bytes", str(BODY_LIMIT)])
     yield cluster
     cluster.stop()

@@ -15,8 +15,11 @@ from tests.api_helpers import chat_body, start_balancer, start_worker, wait_heal
 MODES = {   # request fields -> the GenerationRequest fields the engine is called with
     "dlm": ({"block_length": 4, "threshold": 0.9},
             {"block_length": 4, "threshold": 0.9}),
-    "linear_spec": ({"block_length": 8, "threshold": 0.0, "linear_speculation": True},
-                    {"block_length": 8, "threshold": 0.0, "linear_speculation": True}),
+    "linear_spec": ({"block_length": 8, "threshold": 0.0, "linear_speculation": True},   # workers have LoRA
+                    {"block_length": 8, "threshold": 0.0, "linear_speculation": True, "use_draft_lora": True}),
+    "linear_spec_no_lora": ({"block_length": 8, "threshold": 0.0, "linear_speculation": True,
+                             "draft_lora_only": False},
+                            {"block_length": 8, "threshold": 0.0, "linear_speculation": True}),
     "ar": ({"generation_algorithm": "ar_native", "block_length": 1, "threshold": None},
            {"block_length": 1, "threshold": None}),
 }
@@ -35,7 +38,7 @@ def client(cluster):
 @pytest.fixture(scope="module")
 def bundle(tiny_ckpt):
     from xp.model import load_model
-    return load_model(str(tiny_ckpt), dtype="fp32", device="cpu")
+    return load_model(str(tiny_ckpt), dtype="fp32", device="cpu", lora_path=str(tiny_ckpt / "linear_spec_lora"))
 
 
 def direct(bundle, prompt_ids, engine="nemotron", max_new_tokens=16, **fields):
@@ -220,6 +223,9 @@ def test_api_key_and_clean_sigterm(tiny_ckpt, tmp_path):
         assert good.models.list().data
         direct_client = openai.OpenAI(base_url=worker.url + "/v1", api_key="s3cret", max_retries=0)
         assert direct_client.chat.completions.create(model="m", messages=messages).usage.completion_tokens > 0
+        with pytest.raises(openai.BadRequestError, match="--lora-path"):   # this worker has no adapter
+            direct_client.chat.completions.create(model="m", messages=messages,
+                                                  extra_body={"draft_lora_only": True})
     finally:
         if balancer is not None:
             assert balancer.stop(signal.SIGTERM) == 0, balancer.output()

@@ -153,7 +153,7 @@ class DecodingSettings:
     temperature: float
     seed: Optional[int]
     linear_speculation: bool
-    use_draft_lora: bool
+    use_draft_lora: Optional[bool]      # None: the worker decides (see WorkerService._prepare)
     max_thinking_tokens: Optional[int]
     eos_early_stop: bool
     steps: Optional[int]
@@ -179,7 +179,7 @@ def to_settings(req: _SamplingRequest, d: ServerDefaults) -> DecodingSettings:
         temperature=pick("temperature", d.temperature),
         seed=req.seed,
         linear_speculation=pick("linear_speculation", d.linear_speculation),
-        use_draft_lora=pick("draft_lora_only", d.draft_lora_only),
+        use_draft_lora=req.draft_lora_only,
         max_thinking_tokens=pick("max_thinking_tokens", d.max_thinking_tokens),
         eos_early_stop=pick("eos_early_stop", d.eos_early_stop),
         steps=req.steps,

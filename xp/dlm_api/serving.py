@@ -103,7 +103,10 @@ class WorkerService:
     # ---- internals -------------------------------------------------------------------------
     def _prepare(self, ids: tuple[int, ...], s: DecodingSettings, rid: str, echo: str = "") -> Prepared:
         engine = self.engines.get(s.engine)
-        if s.use_draft_lora and not self.bundle.has_lora:
+        use_lora = s.use_draft_lora
+        if use_lora is None:   # as evaluate.py: a loaded adapter drafts for linear speculation
+            use_lora = self.defaults.draft_lora_only or (self.bundle.has_lora and s.linear_speculation)
+        if use_lora and not self.bundle.has_lora:
             raise APIError("draft_lora_only needs a LoRA adapter, and this worker has none: start it "
                            "with --lora-path DIR or send draft_lora_only=false.", param="draft_lora_only")
         request = GenerationRequest(
@@ -111,7 +114,7 @@ class WorkerService:
             max_new_tokens=completion_budget(len(ids), s.max_tokens, self.defaults.max_tokens,
                                              self.max_model_len),
             block_length=s.block_length, threshold=s.threshold, temperature=s.temperature,
-            seed=s.seed, linear_speculation=s.linear_speculation, use_draft_lora=s.use_draft_lora,
+            seed=s.seed, linear_speculation=s.linear_speculation, use_draft_lora=use_lora,
             max_thinking_tokens=s.max_thinking_tokens, eos_early_stop=s.eos_early_stop,
             steps=s.steps, request_id=rid)
         detok = Detokenizer(self.bundle.tokenizer, self.eos_ids, s.stops,

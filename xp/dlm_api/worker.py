@@ -154,6 +154,9 @@ def main(argv=None) -> int:
     except (ValueError, GenerationError) as exc:   # ModelLoadError is a ValueError
         print(f"worker: error: {exc}", file=sys.stderr)
         return 2
+    if args.draft_lora_only and not bundle.has_lora:
+        print("worker: error: --draft-lora-only needs a LoRA adapter: add --lora-path DIR", file=sys.stderr)
+        return 2
     worker_id = args.worker_id or f"{args.host}:{args.port}"
     nfe_log = NfeLog(args.nfe_log, worker_id)
     batcher = Batcher(args.batch_size, args.gather_ms / 1000.0, nfe_log)
