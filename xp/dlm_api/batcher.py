@@ -24,6 +24,10 @@ log = logging.getLogger("xp.dlm_api")
 # (new token ids, pass index); called on the event loop
 StreamSink = Callable[[list[int], int], None]
 
+# After this many batches in a row fail with an unexpected error (e.g. a CUDA fault, which poisons
+# the device), the worker reports itself unhealthy so the balancer stops sending it work.
+FAILED_AFTER_ERRORS = 3
+
 
 @dataclass
 class Job:
@@ -47,7 +51,8 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._task: Optional[asyncio.Task] = None
         self.busy = False
-        self.failed: Optional[str] = None   # set when the engine thread is unusable
+        self.failed: Optional[str] = None   # set when the engine looks unusable
+        self._errors_in_row = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -126,8 +131,12 @@ class Batcher:
             return
         except Exception as exc:
             log.exception("engine failed on a batch of %d", len(batch))
+            self._errors_in_row += 1
+            if self._errors_in_row >= FAILED_AFTER_ERRORS:
+                self.failed = f"the engine failed {self._errors_in_row} batches in a row (last: {type(exc).__name__})"
             _fail(batch, APIError(f"The engine failed on this batch ({type(exc).__name__}: {exc}).", 500))
             return
+        self._errors_in_row = 0
         for job, result in zip(batch, results):
             if not job.future.done():
                 job.future.set_result(result)
