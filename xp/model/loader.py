@@ -57,9 +57,22 @@ def _resolve_builtin(name: str) -> Path:
         raise ModelLoadError(f"unknown builtin model {name!r}; available: builtin:tiny, builtin:arith")
     path = nld_cache_dir() / "checkpoints" / "tiny"
     if not (path / "config.json").is_file():
-        from xp.model.tiny import build_checkpoint
-        build_checkpoint(path, with_lora=True)
+        _build_tiny_once(path)
     return path
+
+
+def _build_tiny_once(path: Path) -> None:
+    """Build builtin:tiny under an exclusive file lock: concurrent jobs on a fresh machine
+    (several SLURM groups, several workers) must not replace each other's checkpoint."""
+    import fcntl
+
+    from xp.model.tiny import build_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "config.json").is_file():
+            build_checkpoint(path, with_lora=True)
 
 
 def _snapshot(repo_id: str, what: str) -> Path:
