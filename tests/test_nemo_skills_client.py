@@ -179,3 +179,13 @@ def test_hostile_code_does_not_harm_the_client(tmp_path):
     graded = read(tmp_path / "out" / "eval-results" / "human-eval" / "output.jsonl")
     assert [g["is_correct"] for g in graded] == [True, False, False]
     assert graded[1]["test_status"] == "timeout"
+
+
+def test_finished_output_is_reused_and_a_different_limit_is_noted(tmp_path, capsys):
+    with gsm8k_server() as srv:
+        argv = ["--server", srv.url, "--benchmarks", "gsm8k", "--output-dir", str(tmp_path)]
+        assert eval_main([*argv, "--limit", "3"]) == 0
+        first = sum(srv.successes.values())
+        assert eval_main([*argv, "--limit", "3"]) == 0 and sum(srv.successes.values()) == first
+        assert eval_main([*argv, "--limit", "5"]) == 0 and sum(srv.successes.values()) == first
+    assert "finished with 3 rows but 5 were asked for" in capsys.readouterr().err

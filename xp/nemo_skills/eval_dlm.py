@@ -29,7 +29,7 @@ from xp.nemo_skills.progress import ProgressReporter
 from xp.nemo_skills.prompts import build_messages
 from xp.nemo_skills.registry import BenchmarkRun, RegistryError, load_registry, parse_benchmarks
 from xp.nemo_skills.runner import (DecodingSettings, RunningStats, SeedWork, output_row, plan_seeds,
-                                   write_benchmark_metrics, write_settings)
+                                   stale_outputs, write_benchmark_metrics, write_settings)
 from xp.nemo_skills.summarize import print_table
 
 SAMPLED_TEMPERATURE = 0.7  # NeMo-Skills' default for seeded runs
@@ -77,6 +77,8 @@ async def _run_seed(run: BenchmarkRun, rows: list[dict], work: SeedWork, ctx: di
 
 
 async def run_benchmark(run: BenchmarkRun, rows: list[dict], output_dir: Path, ctx: dict) -> dict:
+    for note in stale_outputs(run, len(rows), output_dir):
+        ctx["reporter"].print(f"[yellow]note:[/yellow] {escape(note)}")
     works = plan_seeds(run, len(rows), output_dir)
     write_settings(output_dir, run.spec, ctx["decoding"])
     resumed = sum(len(w.already) for w in works)

@@ -19,7 +19,7 @@ from xp.nemo_skills.graders import grade_row
 from xp.nemo_skills.prompts import build_messages
 from xp.nemo_skills.registry import BenchmarkRun
 from xp.nemo_skills.runner import (DecodingSettings, Generation, RunningStats, output_row, plan_seeds,
-                                   write_benchmark_metrics, write_settings)
+                                   stale_outputs, write_benchmark_metrics, write_settings)
 
 # Upstream evaluate.py MODE_DEFAULTS (block length, threshold) and the engine each mode uses.
 MODE_DEFAULTS = {"ar": (1, None), "dlm": (8, 0.9), "linear_spec": (32, 0.0)}
@@ -95,6 +95,8 @@ def run_task(engine, bundle, run: BenchmarkRun, rows: list[dict], output_dir: Pa
         threshold=threshold, linear_speculation=s.mode == "linear_spec", enable_thinking=s.enable_thinking,
         max_thinking_tokens=s.max_thinking_tokens, extra={"engine": MODE_ENGINE[s.mode], "batch_size": s.batch_size}))
     stats = RunningStats()
+    for note in stale_outputs(run, len(rows), output_dir):
+        log(f"note: {note}")
     for work in plan_seeds(run, len(rows), output_dir):
         grades = {pos: grade_row(spec, row) for pos, row in work.already.items()}  # resumed samples
         for pos, row in work.already.items():

@@ -75,7 +75,10 @@ FETCHERS = {
     "gsm8k": lambda raw, url: _download(url, raw / "gsm8k" / "test.jsonl"),
     "ifeval": lambda raw, url: _download(url, raw / "ifeval" / "input_data.jsonl"),
     "math-500": lambda raw, url: _write_jsonl(raw / "math500" / "test.jsonl", _hf("HuggingFaceH4/MATH-500", None, "test")),
-    "aime24": lambda raw, url: _write_jsonl(raw / "aime2024" / "test.jsonl", _hf("AI-MO/aimo-validation-aime", None, "train")),
+    # that set holds AIME 2022-2024: keep the 30 problems of 2024 (their AoPS urls name the year)
+    "aime24": lambda raw, url: _write_jsonl(raw / "aime2024" / "test.jsonl",
+                                            [r for r in _hf("AI-MO/aimo-validation-aime", None, "train")
+                                             if "2024_AIME" in str(r.get("url", ""))]),
     "aime25": lambda raw, url: _aime25(raw),
     "human-eval": lambda raw, url: _write_jsonl(raw / "humaneval" / "HumanEval.jsonl", _hf("openai/openai_humaneval", None, "test")),
     "mbpp": lambda raw, url: _mbpp(raw),

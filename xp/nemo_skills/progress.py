@@ -32,7 +32,7 @@ class ProgressReporter:
         self.progress.stop()
 
     def print(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)  # one log line per message, never wrapped
 
     def start(self, spec: BenchmarkSpec, total: int, stats: RunningStats, resumed: int = 0) -> None:
         task = self.progress.add_task(spec.name, total=total, acc=stats.accuracy, tpf=stats.tpf)

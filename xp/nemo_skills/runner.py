@@ -74,6 +74,20 @@ class DecodingSettings:
     extra: dict = field(default_factory=dict)
 
 
+def stale_outputs(run: BenchmarkRun, n_rows: int, output_dir: Path) -> list[str]:
+    """Finished outputs whose row count differs from the data now asked for (another --limit)."""
+    bdir = results.bench_dir(output_dir, run.spec.name)
+    notes = []
+    for seed in run.seeds:
+        output = bdir / results.output_name(seed)
+        if output.exists():
+            have = sum(1 for line in open(output, encoding="utf-8") if line.strip())
+            if have != n_rows:
+                notes.append(f"{output} is finished with {have} rows but {n_rows} were asked for (another "
+                             "--limit?); it is kept as is: move it away to generate again")
+    return notes
+
+
 def plan_seeds(run: BenchmarkRun, n_rows: int, output_dir: Path) -> list[SeedWork]:
     """Seeds whose final output is not written yet, with the positions still missing."""
     work = []
