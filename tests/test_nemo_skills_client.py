@@ -189,3 +189,28 @@ def test_finished_output_is_reused_and_a_different_limit_is_noted(tmp_path, caps
         assert eval_main([*argv, "--limit", "3"]) == 0 and sum(srv.successes.values()) == first
         assert eval_main([*argv, "--limit", "5"]) == 0 and sum(srv.successes.values()) == first
     assert "finished with 3 rows but 5 were asked for" in capsys.readouterr().err
+
+
+def test_nemo_skills_generate_command_composition(tmp_path, monkeypatch):
+    """NeMo-Skills cannot be installed here (not on PyPI); a STUB of its dataset module (only the
+    GENERATION_ARGS constant) checks how our --client nemo-skills composes the generate command."""
+    stub = tmp_path / "stub" / "nemo_skills" / "dataset" / "gsm8k"
+    stub.mkdir(parents=True)
+    for d in (stub.parent.parent, stub.parent):
+        (d / "__init__.py").write_text("")
+    (stub / "__init__.py").write_text('GENERATION_ARGS = "++prompt_config=generic/math ++eval_type=math"\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "stub"))
+    from xp.nemo_skills.http_client import HttpSettings
+    from xp.nemo_skills.ns_client import generate_command
+    from xp.nemo_skills.registry import parse_benchmarks
+    from xp.nemo_skills.runner import DecodingSettings
+
+    run = parse_benchmarks("gsm8k:2", load_registry())[0]
+    cmd = generate_command(run, 1, SAMPLE_DATA_DIR, tmp_path / "output-rs1.jsonl", HttpSettings("http://h:5000"),
+                           DecodingSettings(block_length=8, threshold=0.9, max_tokens=64), 16, None)
+    assert cmd[1:3] == ["-m", "nemo_skills.inference.generate"]
+    assert f"++input_file={SAMPLE_DATA_DIR / 'gsm8k' / 'test.jsonl'}" in cmd
+    assert {"++server.server_type=vllm", "++server.base_url=http://h:5000/v1", "++prompt_config=generic/math",
+            "++eval_type=math", "++inference.random_seed=1", "++inference.temperature=0.7",
+            "++inference.tokens_to_generate=64", "++inference.extra_body.block_length=8",
+            "++inference.extra_body.threshold=0.9", "++max_concurrent_requests=16", "++skip_filled=True"} <= set(cmd)
