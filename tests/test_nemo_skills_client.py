@@ -206,8 +206,12 @@ def test_nemo_skills_generate_command_composition(tmp_path, monkeypatch):
     from xp.nemo_skills.runner import DecodingSettings
 
     run = parse_benchmarks("gsm8k:2", load_registry())[0]
-    cmd = generate_command(run, 1, SAMPLE_DATA_DIR, tmp_path / "output-rs1.jsonl", HttpSettings("http://h:5000"),
-                           DecodingSettings(block_length=8, threshold=0.9, max_tokens=64), 16, None)
+    try:
+        cmd = generate_command(run, 1, SAMPLE_DATA_DIR, tmp_path / "output-rs1.jsonl", HttpSettings("http://h:5000"),
+                               DecodingSettings(block_length=8, threshold=0.9, max_tokens=64), 16, None)
+    finally:  # forget the stub so nothing else mistakes it for an installed NeMo-Skills
+        for name in [m for m in sys.modules if m == "nemo_skills" or m.startswith("nemo_skills.")]:
+            del sys.modules[name]
     assert cmd[1:3] == ["-m", "nemo_skills.inference.generate"]
     assert f"++input_file={SAMPLE_DATA_DIR / 'gsm8k' / 'test.jsonl'}" in cmd
     assert {"++server.server_type=vllm", "++server.base_url=http://h:5000/v1", "++prompt_config=generic/math",
