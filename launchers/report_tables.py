@@ -11,7 +11,8 @@ from launchers.report_pareto import on_front
 COLUMNS = (*KNOB_COLUMNS, "accuracy", "tpf", "pareto", "average_nfe", "tokens_per_s", "acceptance_mean",
            "num_entries", "metric", "eval_mode", "experiment", "source")
 # Short console headers (an 80-column terminal must show them whole).
-SHORT = {"block_length": "block", "threshold": "thr", "temperature": "temp", "max_thinking_tokens": "think",
+SHORT = {"block_length": "block", "tokens": "tok", "threshold": "thr", "temperature": "temp",
+         "max_thinking_tokens": "think",
          "accuracy": "acc %", "average_nfe": "avg NFE", "tokens_per_s": "tok/s", "acceptance_mean": "acc.len", "pareto": "front",
          "num_entries": "n"}
 # What the markdown and console tables show (CSV has everything).
@@ -90,7 +91,7 @@ def print_rich(rows: list[ReportRow]) -> None:
     for bench, group in by_benchmark(rows).items():
         cells = table_cells(group)
         columns = [c for c in SHOWN if c != "experiment"]
-        same = [c for c in KNOB_COLUMNS if len({r[SHOWN.index(c)] for r in cells}) == 1 and len(cells) > 1]
+        same = [c for c in KNOB_COLUMNS if len({r[SHOWN.index(c)] for r in cells}) == 1]
         empty = [c for c in columns if all(r[SHOWN.index(c)] == "-" for r in cells)]
         columns = [c for c in columns if c not in same and c not in empty]
         fixed = ", ".join(f"{c}={cells[0][SHOWN.index(c)]}" for c in same)
