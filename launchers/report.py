@@ -75,7 +75,8 @@ def make_report(dirs: Sequence[str], out: str | None = None, echo: bool = True) 
     if not rows:
         raise UserError(f"--report: no metrics.json under {', '.join(dirs)}; pass eval dirs, experiment dirs, "
                         "the out dir or a sweep dir with finished benchmarks")
-    files = ReportFiles(out_dir=Path(out or Path(dirs[0]) / "report").resolve())
+    first = Path(dirs[0]) if Path(dirs[0]).is_dir() else Path(dirs[0]).parent   # a sweep.json path
+    files = ReportFiles(out_dir=Path(out or first / "report").resolve())
     if echo:
         print_rich(rows)
     _write_tables(rows, files)

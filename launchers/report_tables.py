@@ -12,9 +12,8 @@ COLUMNS = (*KNOB_COLUMNS, "accuracy", "tpf", "pareto", "average_nfe", "tokens_pe
            "num_entries", "metric", "eval_mode", "experiment", "source")
 # Short console headers (an 80-column terminal must show them whole).
 SHORT = {"block_length": "block", "tokens": "tok", "threshold": "thr", "temperature": "temp",
-         "max_thinking_tokens": "think",
-         "accuracy": "acc %", "average_nfe": "avg NFE", "tokens_per_s": "tok/s", "acceptance_mean": "acc.len", "pareto": "front",
-         "num_entries": "n"}
+         "max_thinking_tokens": "think", "accuracy": "acc %", "average_nfe": "avg NFE", "tokens_per_s": "tok/s",
+         "acceptance_mean": "acc.len", "pareto": "front", "num_entries": "n"}
 # What the markdown and console tables show (CSV has everything).
 SHOWN = (*KNOB_COLUMNS, "accuracy", "tpf", "pareto", "average_nfe", "tokens_per_s", "acceptance_mean", "num_entries",
          "experiment")

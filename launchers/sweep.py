@@ -23,8 +23,7 @@ from launchers.writeout import describe_settings, write_plan_files
 
 
 def run_sweep(raw: dict[str, Any]) -> int:
-    table, registry = load_modes(), load_benchmarks()
-    spec = parse_spec(raw["sweep"], tuple(table.modes))
+    spec = parse_spec(raw["sweep"], tuple(load_modes().modes))
     check_no_flag_conflict(raw, spec)
     settings = resolve_points(raw, spec)
     if not raw["dry_run"]:

@@ -96,8 +96,8 @@ def test_dry_run_shows_grid_and_every_script_and_writes_nothing(tmp_path):
     out = res.stdout
     assert "-> 6 experiments" in out and out.count("#!/bin/bash") == 6
     grid = out[out.index("POINT  MODE"):].splitlines()[1:7]
-    assert [l.split()[:3] for l in grid] == [[str(i), m, b] for i, (m, b) in
-                                              enumerate((m, b) for m in ("dlm", "linear_spec") for b in "4 8 16".split())]
+    want = [(m, b) for m in ("dlm", "linear_spec") for b in ("4", "8", "16")]
+    assert [l.split()[:3] for l in grid] == [[str(i), m, b] for i, (m, b) in enumerate(want)]
     for line in (grid[0], grid[-1]):   # the name a single run with the same flags would get
         _, mode, block, name, eval_dir = line.split()
         single = eval_sh("--mode", mode, "--block-length", block, *TINY, "--tokens", "32", "--dry-run", cwd=tmp_path)
