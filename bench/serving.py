@@ -160,7 +160,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=128)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--max-tokens", type=int, default=64)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         logs = Path(tmp)
