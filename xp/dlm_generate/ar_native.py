@@ -33,19 +33,20 @@ class ArNativeEngine:
     def _generate(self, requests, row_ids, on_commit) -> list[GenerationResult]:
         b, model = self.bundle, self.bundle.model
         max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in requests) + 1
-        cache = model.new_cache(len(requests), max_len)
+        cache = model.new_cache(len(requests), max_len, reuse=True)
         rows = Rows(requests, b, cache, on_commit, row_ids)
         logits = prefill(model, cache, [list(r.prompt_ids) for r in requests], b.eos_token_id)
         lens = [len(r.prompt_ids) for r in requests]                 # host copy of cache.lens
         step = 0
         while True:
-            tokens, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, b.mask_token_id)
+            tokens, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, b.mask_token_id, confidence=False)
             tokens = tokens[:, 0]                                      # [N]
             host = tokens.tolist()
+            forced = False
             for j in range(len(rows)):
                 s = rows.state(j)
                 if rows.forced_think_index(j) == len(s.tokens):
-                    host[j] = b.end_think_token_id
+                    host[j], forced = b.end_think_token_id, True
                 s.nfe += 1
                 rows.emit(j, [host[j]], [step])
                 if host[j] == b.eos_token_id and s.request.eos_early_stop:
@@ -54,7 +55,8 @@ class ArNativeEngine:
                     rows.finish(j, "length")
             keep = [j for j in range(len(rows)) if rows.state(j).finish is None]
             lens = [lens[j] + 1 for j in keep]
-            tokens = torch.tensor(host, dtype=torch.long, device=model.device)
+            if forced:   # otherwise the device copy is already right (saves a host->device sync)
+                tokens = torch.tensor(host, dtype=torch.long, device=model.device)
             (tokens,) = rows.compact(tokens)
             if not len(rows):
                 break

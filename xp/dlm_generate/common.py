@@ -78,13 +78,12 @@ def make_generators(requests: list[GenerationRequest], device: torch.device) -> 
 
 
 def choose_tokens(logits: torch.Tensor, temps: list[float], gens: list[Optional[torch.Generator]],
-                  mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [N, L, V] float32 -> (tokens [N, L], confidence [N, L]).
+                  mask_id: int, confidence: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """logits [N, L, V] float32 -> (tokens [N, L], confidence [N, L] or None if not asked for).
 
     Greedy rows take the argmax, sampling rows the Gumbel-max sample of softmax(logits / T); the mask
     id is never chosen. Confidence is the full-softmax probability of the chosen token (as upstream).
     """
-    probs = torch.softmax(logits, dim=-1)
     scores = logits.clone()
     scores[..., mask_id] = float("-inf")
     for i, (t, g) in enumerate(zip(temps, gens)):
@@ -92,7 +91,9 @@ def choose_tokens(logits: torch.Tensor, temps: list[float], gens: list[Optional[
             u = torch.rand(scores.shape[1:], generator=g, device=scores.device).clamp_(1e-20, 1.0)
             scores[i] = scores[i] / t - torch.log(-torch.log(u))
     tokens = scores.argmax(dim=-1)
-    return tokens, probs.gather(-1, tokens[..., None]).squeeze(-1)
+    if not confidence:   # skips a full-vocabulary softmax where the caller ignores it
+        return tokens, None
+    return tokens, torch.softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
 def prefill(model, cache, prompts: list[list[int]], pad_id: int) -> torch.Tensor:
@@ -103,7 +104,7 @@ def prefill(model, cache, prompts: list[list[int]], pad_id: int) -> torch.Tensor
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     for i, p in enumerate(prompts):
         ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
-    logits = model(ids.to(device), cache, "causal", kv_len=width, logits_at=lengths - 1)
+    logits = model(ids.to(device), cache, "causal", kv_len=width, logits_at=lengths - 1, graph=False)
     cache.crop(lengths)  # padded slots beyond each prompt stay scratch
     return logits
 

@@ -50,7 +50,7 @@ def generate_diffusion(bundle, requests, row_ids, on_commit) -> list:
     rows = Rows(requests, bundle, cache, on_commit, row_ids)
     logits = prefill(model, cache, [list(r.prompt_ids) for r in requests], eos)
     lens = [len(r.prompt_ids) for r in requests]                       # host copy of cache.lens
-    seeds, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, mask_id)
+    seeds, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, mask_id, confidence=False)
     seeds = seeds[:, 0]
     seed_pass = [0] * len(requests)
     while len(rows):
@@ -87,7 +87,7 @@ def generate_diffusion(bundle, requests, row_ids, on_commit) -> list:
         logits = model(x, cache, "causal", commit=True, kv_len=kv_len, logits_at=torch.full(
             (n,), B - 1, device=x.device))
         lens = [length + B for length in lens]
-        seeds, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, mask_id)
+        seeds, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, mask_id, confidence=False)
         seeds = seeds[:, 0]
         block = x.tolist()
         for j in range(n):

@@ -28,13 +28,14 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
     B = requests[0].block_length
     threshold = requests[0].threshold
     lora = requests[0].use_draft_lora
-    cache = model.new_cache(len(requests), max(len(r.prompt_ids) + r.max_new_tokens for r in requests) + B)
+    max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in requests) + B
+    cache = model.new_cache(len(requests), max_len, reuse=True)
     rows = Rows(requests, bundle, cache, on_commit, row_ids)
     for s in rows.states:
         s.acceptance = []
     logits = prefill(model, cache, [list(r.prompt_ids) for r in requests], eos)
     lens = [len(r.prompt_ids) for r in requests]                       # host copy of cache.lens
-    seeds, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, mask_id)
+    seeds, _ = choose_tokens(logits[:, None], rows.temps, rows.gens, mask_id, confidence=False)
     seeds = seeds[:, 0].tolist()
     for j in range(len(rows)):
         if rows.forced_think_index(j) == 0:
@@ -49,9 +50,10 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
         kv_len = max(lens) + B
         x = _draft(rows, model, x, threshold, lora, kv_len, mask_id)
         logits = model(x, cache, "causal", kv_len=kv_len)               # verify: [n, B, V]
-        ar, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id)
+        ar, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id, confidence=False)
         matches = torch.cumprod((ar[:, :-1] == x[:, 1:]).long(), dim=1).sum(1)   # [n]
-        ar_host, accepted = ar.tolist(), (matches + 1).tolist()
+        host = torch.cat([ar, matches[:, None] + 1], 1).tolist()        # one sync per cycle
+        ar_host, accepted = [h[:B] for h in host], [h[B] for h in host]
         for j in range(n):
             s = rows.state(j)
             a = min(accepted[j], s.request.max_new_tokens - len(s.tokens))
@@ -80,6 +82,12 @@ def _draft(rows: Rows, model, x: torch.Tensor, threshold, lora: bool, kv_len: in
     masked = x == mask_id
     masked[:, 0] = False
     one_pass = threshold is None or threshold == 0
+    if one_pass and x.shape[1] > 1:    # every row has B-1 masks: one pass fills them, no sync needed
+        logits = model(x, rows.cache, "bidir", lora=lora, kv_len=kv_len)
+        x0, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id, confidence=False)
+        for j in range(len(rows)):
+            rows.state(j).nfe += 1
+        return torch.where(masked, x0, x)
     while True:
         todo = masked.any(1)
         if not bool(todo.any()):
