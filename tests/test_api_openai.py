@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import httpx
 import openai
@@ -230,3 +231,18 @@ def test_api_key_and_clean_sigterm(tiny_ckpt, tmp_path):
         if balancer is not None:
             assert balancer.stop(signal.SIGTERM) == 0, balancer.output()
         assert worker.stop(signal.SIGTERM) == 0, worker.output()
+
+
+def test_stream_client_that_leaves_early_causes_no_error(cluster):
+    body = chat_body("Leave early", max_tokens=12, stream=True, block_length=1, generation_algorithm="ar_native")
+    with httpx.stream("POST", cluster.balancer.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200
+        next(r.iter_lines())          # the first event, then hang up
+    deadline = time.monotonic() + 20
+    while any(w["outstanding"] for w in httpx.get(cluster.balancer.url + "/health").json()["workers"]):
+        assert time.monotonic() < deadline, "the balancer still counts the abandoned stream"
+        time.sleep(0.1)
+    ok = httpx.post(cluster.balancer.url + "/v1/chat/completions", json=chat_body("next", max_tokens=4), timeout=60)
+    assert ok.status_code == 200
+    log = cluster.balancer.output()
+    assert "Traceback" not in log and "Exception in ASGI" not in log

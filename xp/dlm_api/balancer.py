@@ -64,7 +64,7 @@ class Proxy:
         self.upstream = upstream
         self.settings = settings
 
-    async def handle(self, path: str, body: bytes, headers: list[tuple[str, str]], send) -> None:
+    async def handle(self, path: str, body: bytes, headers: list[tuple[str, str]], send, receive) -> None:
         stream = _wants_stream(body)
         tried: set[Worker] = set()
         last_reason = "no worker was healthy"
@@ -76,7 +76,7 @@ class Proxy:
                 break
             tried.add(worker)
             try:
-                return await self._try(worker, path, body, headers, send, stream)
+                return await self._try(worker, path, body, headers, send, receive if stream else None)
             except WorkerFailed as exc:
                 last_reason = f"{worker.address}: {exc}"
                 if exc.mark_down:
@@ -86,14 +86,16 @@ class Proxy:
                    f"up to {self.settings.max_retries} retries.")
         await send_bytes(send, 503, error_bytes(message, 503))
 
-    async def _try(self, worker: Worker, path: str, body: bytes, headers: list, send, stream: bool) -> None:
+    async def _try(self, worker: Worker, path: str, body: bytes, headers: list, send, receive) -> None:
         """One attempt on one worker. Raises WorkerFailed while nothing was sent to the client;
-        a stream that fails after its start ends with an SSE error event instead."""
+        a stream that fails after its start ends with an SSE error event instead. `receive` is
+        given for streams only: a client that leaves ends the relay (and so the worker's job)."""
+        stream = receive is not None
         watch = Watch(asyncio.current_task())
         worker.inflight.add(watch)
         timer = asyncio.get_running_loop().call_later(self.settings.request_timeout, watch.fire,
                                                       f"no answer within {self.settings.request_timeout:g} s")
-        ok, started, conn = False, False, None
+        ok, started, conn, listener = False, False, None, None
         try:
             head, conn = await self.upstream.open(worker.address, "POST", path, headers, body)
             if head.status == 503:
@@ -101,16 +103,18 @@ class Proxy:
             content_type = head.headers.get("content-type", "application/json")
             if not stream or head.status != 200:
                 data, conn = await self.upstream.read_all(worker.address, conn), None
+                watch.done = True
                 await send_bytes(send, head.status, data, content_type)
                 ok = True
                 return
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache")]})
             started = True
+            listener = asyncio.ensure_future(_fire_on_disconnect(receive, watch))
             while (piece := await self.upstream.next_chunk(conn)) is not None:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             self.upstream.release(worker.address, conn, True)
-            conn = None
+            conn, watch.done = None, True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             ok = True
             return
@@ -118,6 +122,8 @@ class Proxy:
             if watch.reason is None:
                 raise
             _uncancel()
+            if watch.reason == CLIENT_GONE:
+                return
             failure = WorkerFailed(watch.reason, mark_down=False)
         except UpstreamError as exc:
             failure = WorkerFailed(str(exc), mark_down=exc.kind != "protocol")
@@ -125,6 +131,8 @@ class Proxy:
             failure = exc
         finally:
             timer.cancel()
+            if listener is not None:
+                listener.cancel()
             worker.inflight.discard(watch)
             self.pool.release(worker, ok)
             if conn is not None:
@@ -136,6 +144,15 @@ class Proxy:
         message = f"The worker {worker.address} failed during this stream ({failure}); the answer is incomplete."
         await send({"type": "http.response.body", "more_body": False,
                     "body": b"data: " + error_bytes(message, 502) + b"\n\ndata: [DONE]\n\n"})
+
+
+CLIENT_GONE = "the client disconnected"
+
+
+async def _fire_on_disconnect(receive, watch: Watch) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    watch.fire(CLIENT_GONE)
 
 
 def _uncancel() -> None:
@@ -184,7 +201,7 @@ class ProxyRoutes:
                 return
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        await self.proxy.handle(scope["path"], b"".join(chunks), self._headers(scope), send)
+        await self.proxy.handle(scope["path"], b"".join(chunks), self._headers(scope), send, receive)
 
     def _headers(self, scope) -> list[tuple[str, str]]:
         headers = []

@@ -25,14 +25,15 @@ DOWN_AFTER_TIMEOUTS = 2
 class Watch:
     """Interrupts the task that proxies one request when its worker goes down or it times out."""
 
-    __slots__ = ("task", "reason")
+    __slots__ = ("task", "reason", "done")
 
     def __init__(self, task: asyncio.Task):
         self.task = task
         self.reason: Optional[str] = None
+        self.done = False      # set once the answer is complete: nothing to interrupt any more
 
     def fire(self, reason: str) -> None:
-        if self.reason is None:
+        if self.reason is None and not self.done:
             self.reason = reason
             self.task.cancel()
 
