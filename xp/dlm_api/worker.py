@@ -117,6 +117,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("batch_size", "max_tokens", "block_length", "max_body_bytes"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("gather_ms", "temperature"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.max_thinking_tokens is not None and args.max_thinking_tokens < 0:
+        p.error("--max-thinking-tokens must be >= 0")
     if args.max_model_len is not None and args.max_model_len < 2:
         p.error("--max-model-len must be at least 2")
     if not 0 <= args.port <= 65535:
@@ -127,7 +132,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _threshold(text: str):
     if text.lower() in ("none", "null"):
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"threshold must be within 0..1 or 'none', got {text}")
     return value
