@@ -246,3 +246,14 @@ def test_stream_client_that_leaves_early_causes_no_error(cluster):
     assert ok.status_code == 200
     log = cluster.balancer.output()
     assert "Traceback" not in log and "Exception in ASGI" not in log
+
+
+def test_never_more_tokens_than_asked_even_below_one_block(client):
+    messages = [{"role": "user", "content": "Tiny budget"}]
+    reply = client.chat.completions.create(model="m", messages=messages, max_tokens=2,
+                                           extra_body={"block_length": 8, "eos_early_stop": False})
+    assert reply.usage.completion_tokens == 2 and reply.choices[0].finish_reason == "length"
+    chunks = list(client.chat.completions.create(model="m", messages=messages, max_tokens=2, stream=True,
+                                                 extra_body={"block_length": 8, "eos_early_stop": False}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterator
 
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -21,7 +21,7 @@ from xp.dlm_api.protocol import (ChatCompletionRequest, CompletionRequest, Decod
                                  ServerDefaults, parse_body, thinking_flag, to_settings)
 from xp.dlm_api.text import Detokenizer, StreamText, hidden_special_ids
 from xp.dlm_generate import get_engine
-from xp.dlm_generate.types import Engine, GenerationError, GenerationRequest
+from xp.dlm_generate.types import Engine, GenerationError, GenerationRequest, GenerationResult
 
 
 class EngineSet:
@@ -122,7 +122,7 @@ class WorkerService:
         return Prepared(engine, request, detok, echo)
 
     async def _run(self, job: Prepared) -> shape.Choice:
-        result = await self.batcher.submit(job.engine, job.request)
+        result = _clip(await self.batcher.submit(job.engine, job.request), job.request.max_new_tokens)
         view = job.detok.final(result.tokens)
         finish = "stop" if view.stopped else result.finish_reason
         return shape.Choice(job.echo_text + view.text, finish, len(job.request.prompt_ids), result)
@@ -134,6 +134,7 @@ class WorkerService:
             job.engine, job.request, lambda toks, p: events.put_nowait((toks, p))))
         task.add_done_callback(lambda _: events.put_nowait(None))
         created, text = int(time.time()), StreamText(job.detok)
+        budget = [job.request.max_new_tokens]   # tokens the client may still get
         speculative = job.request.linear_speculation
         try:
             yield shape.sse(shape.chunk(kind, rid, model, created, job.echo_text, first=True))
@@ -143,14 +144,14 @@ class WorkerService:
                 while not events.empty():
                     batch.append(events.get_nowait())
                 done = batch[-1] is None
-                commits = [e for e in batch if e is not None]
+                commits = _within(budget, [e for e in batch if e is not None])
                 if commits and not text.stopped:
                     passes = [p for toks, p in commits for _ in toks]
                     delta = text.add([t for toks, _ in commits for t in toks])
                     nld = {"pass": passes, "nfe": commits[-1][1] + 1,
                            "acceptance_lengths": [len(t) for t, _ in commits] if speculative else None}
                     yield shape.sse(shape.chunk(kind, rid, model, created, delta, nld=nld))
-            result = task.result()
+            result = _clip(task.result(), job.request.max_new_tokens)
             delta, stopped = text.finish(result.tokens)
             final = shape.chunk(kind, rid, model, created, delta,
                                 finish_reason="stop" if stopped else result.finish_reason,
@@ -169,6 +170,26 @@ class WorkerService:
             if not task.done():
                 task.cancel()   # client left: drop the job unless the engine already has it
         yield shape.SSE_DONE
+
+
+def _clip(result: GenerationResult, limit: int) -> GenerationResult:
+    """Diffusion decodes whole blocks (at least one), so it can overshoot a max_tokens below the
+    block length; the client never gets more than it asked for."""
+    if len(result.tokens) <= limit:
+        return result
+    return replace(result, tokens=result.tokens[:limit], token_pass=result.token_pass[:limit],
+                   finish_reason="length")
+
+
+def _within(budget: list[int], commits: list[tuple[list[int], int]]) -> list[tuple[list[int], int]]:
+    """The stream's share of `_clip`: drop committed tokens past the budget."""
+    kept = []
+    for tokens, pass_index in commits:
+        tokens = tokens[:budget[0]]
+        budget[0] -= len(tokens)
+        if tokens:
+            kept.append((tokens, pass_index))
+    return kept
 
 
 def _sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
