@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 
 import httpx
@@ -227,10 +228,25 @@ def test_api_key_and_clean_sigterm(tiny_ckpt, tmp_path):
         with pytest.raises(openai.BadRequestError, match="--lora-path"):   # this worker has no adapter
             direct_client.chat.completions.create(model="m", messages=messages,
                                                   extra_body={"draft_lora_only": True})
+        # SIGTERM while a request runs: that request still gets its answer, then the worker exits 0
+        answers = []
+        long_body = chat_body("long one", max_tokens=96, eos_early_stop=False, generation_algorithm="ar_native")
+        runner = threading.Thread(target=lambda: answers.append(httpx.post(
+            worker.url + "/v1/chat/completions", json=long_body, timeout=120,
+            headers={"Authorization": "Bearer s3cret"})))
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not httpx.get(worker.url + "/health").json().get("busy"):
+            assert time.monotonic() < deadline and runner.is_alive(), "the long request never started"
+            time.sleep(0.01)
+        worker.popen.send_signal(signal.SIGTERM)
+        runner.join()
+        assert answers[0].status_code == 200 and answers[0].json()["usage"]["completion_tokens"] == 96
+        assert worker.popen.wait(timeout=60) == 0, worker.output()
     finally:
-        if balancer is not None:
-            assert balancer.stop(signal.SIGTERM) == 0, balancer.output()
-        assert worker.stop(signal.SIGTERM) == 0, worker.output()
+        codes = [(p.stop(signal.SIGTERM), p) for p in (balancer, worker) if p is not None]
+    for code, proc in codes:   # SIGTERM is a clean stop: exit status 0
+        assert code == 0, proc.output()
 
 
 def test_stream_client_that_leaves_early_causes_no_error(cluster):

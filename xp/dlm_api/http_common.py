@@ -114,8 +114,8 @@ class SignalAwareServer(uvicorn.Server):
         self._on_exit_signal()
         super().handle_exit(sig, frame)
         # uvicorn re-raises captured signals after shutdown; SIGTERM is our normal stop, exit 0
-        if sig == signal.SIGTERM and sig in getattr(self, "_captured_signals", []):
-            self._captured_signals.remove(sig)
+        if hasattr(self, "_captured_signals"):
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 def serve(app, host: str, port: int, on_exit_signal: Callable[[], None],
           graceful_seconds: Optional[int] = 30) -> None:
