@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,7 +132,7 @@ async def load(url: str, n: int, concurrency: int, max_tokens: int) -> tuple[flo
 
 def throughput(model: str, counts: list[int], n: int, concurrency: int, batch: int, max_tokens: int,
                logs: Path) -> list[str]:
-    rows = [f"| workers | requests | concurrency | batch | seconds | req/s | tokens/s | speed-up |",
+    rows = ["| workers | requests | concurrency | batch | seconds | req/s | tokens/s | speed-up |",
             "|---|---|---|---|---|---|---|---|"]
     base = None
     for k in counts:
