@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xp.model.train_eval import ModeSpec  # noqa: E402
 
 FULL = ([ModeSpec("ar")]
-        + [ModeSpec("dlm", b, t) for b in (4, 8, 16) for t in (0.7, 0.9, 0.95)]
-        + [ModeSpec("dlm", 8, None)]
+        + [ModeSpec("dlm", b, t) for b in (4, 8, 16) for t in (0.7, 0.9)]
         + [ModeSpec("linear_spec", b, None, lora) for b in (4, 8, 16, 32) for lora in (False, True)])
 QUICK = [ModeSpec("ar"), ModeSpec("dlm", 8, 0.9), ModeSpec("linear_spec", 8, None, False),
          ModeSpec("linear_spec", 8, None, True)]

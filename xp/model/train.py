@@ -70,6 +70,7 @@ class TrainSettings:
     lora_alpha: float = 32.0
     lora_steps: int = 600
     lora_time_budget: Optional[float] = None
+    base: Optional[str] = None               # train only the LoRA on this checkpoint's weights
     lora_lr: float = 2e-3
     lora_block_sizes: tuple[int, ...] = (8, 8, 16, 32)
     distill_size: int = 16384
@@ -254,9 +255,8 @@ def quick_eval(model: NLDModel, tokenizer, s: TrainSettings, log: Logger) -> lis
     prompts, _ = td.PromptEncoder(tokenizer).encode(rows)
     answers = [r["expected_answer"] for r in rows]
     bundle = make_bundle(model, tokenizer)
-    specs = [ModeSpec("ar"), ModeSpec("dlm", 8, 0.9), ModeSpec("dlm", 16, 0.9),
-             ModeSpec("linear_spec", 8, None, False), ModeSpec("linear_spec", 8, None, True),
-             ModeSpec("linear_spec", 32, None, True)]
+    specs = [ModeSpec("ar"), ModeSpec("dlm", 8, 0.9), ModeSpec("dlm", 16, 0.9)] + [
+        ModeSpec("linear_spec", b, None, lora) for b in (8, 16, 32) for lora in (False, True)]
     table, ar_out = [], None
     for spec in specs:
         with torch.no_grad():
@@ -270,35 +270,48 @@ def quick_eval(model: NLDModel, tokenizer, s: TrainSettings, log: Logger) -> lis
     return table
 
 
-def run(s: TrainSettings) -> Path:
-    out = Path(s.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
-    log = Logger(tmp / "train_log.jsonl")
-    dev = torch.device(s.device)
-    log("start", **{k: v for k, v in asdict(s).items() if k != "out"}, torch=torch.__version__)
-    n_tok = td.build_arith_tokenizer(tmp, SIZES[s.size]["vocab_size"])
+def prepare_data(s: TrainSettings, tok_dir: Path, log: Logger, dev: torch.device):
+    """Tokenizer (built into tok_dir unless a --base checkpoint supplies it) and encoded training data."""
     from xp.model.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer(tmp)
     from xp.nemo_skills.arith import test_problems
 
+    n_tok = None if s.base else td.build_arith_tokenizer(tok_dir, SIZES[s.size]["vocab_size"])
+    tokenizer = load_tokenizer(tok_dir)
     td.PromptEncoder(tokenizer).check(test_problems()[:50])
-    prompts, comps = td.encode_train(tmp, s.train_size, s.seed, s.workers)
+    prompts, comps = td.encode_train(tok_dir, s.train_size, s.seed, s.workers)
     data = td.pack(prompts, comps, s.lc).to(dev)
-    log("data", tokenizer_size=n_tok, examples=len(data), seq_len=data.seq.shape[1],
+    log("data", tokenizer_size=n_tok or len(tokenizer), examples=len(data), seq_len=data.seq.shape[1],
         mean_prompt=round(float(data.plen.float().mean()), 1), mean_completion=round(float(data.clen.float().mean()), 1))
+    return tokenizer, data
+
+
+def joint_phase(s: TrainSettings, data: td.Encoded, tmp: Path, log: Logger, dev: torch.device):
+    """Phase 2 from scratch; or, with --base, the base checkpoint's weights (its files copied to tmp)."""
+    if s.base:
+        from xp.model.config import load_config
+        from xp.model.weights import load_into, read_state_dict
+
+        base = Path(s.base)
+        for f in base.iterdir():
+            if f.is_file() and f.name not in ("train_log.jsonl", "eval.json", "train_args.json"):
+                shutil.copy2(f, tmp / f.name)
+        model = NLDModel(load_config(base))
+        load_into(model, read_state_dict(base), str(base))
+        log("base", path=str(base), params=sum(p.numel() for p in model.parameters()))
+        return model.to(dev), 0
     config = replace(tiny_config(**SIZES[s.size]), torch_dtype="bfloat16")
     model = init_model(config, s.seed).to(dev)
     log("model", params=sum(p.numel() for p in model.parameters()))
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
     model.train()
     steps = train_loop(model, list(model.named_parameters()), data, s, log, phase="joint", steps=s.steps, lr=s.lr,
                        block_sizes=s.block_sizes, loss_fn=lambda m, b: joint_loss(m, b, s.alpha),
                        time_budget=s.time_budget)
     round_to_bf16(model)
     save_checkpoint(copy.deepcopy(model).to(torch.bfloat16).cpu(), tmp)   # final base weights (LoRA is separate)
+    return model, steps
+
+
+def lora_phase(s: TrainSettings, model: NLDModel, tokenizer, data: td.Encoded, tmp: Path, log: Logger) -> int:
     try:
         distilled = distill_data(model, tokenizer, data, s, log)
     except Exception as e:  # keep the run: the reference solutions are what a good verifier emits
@@ -307,17 +320,33 @@ def run(s: TrainSettings) -> Path:
     lora_cfg = attach_trainable_lora(model, s.lora_rank, s.lora_alpha, s.seed)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     model.train()
-    train_loop(model, params, distilled, s, log, phase="lora", steps=s.lora_steps, lr=s.lora_lr,
-               block_sizes=s.lora_block_sizes, loss_fn=lora_loss, time_budget=s.lora_time_budget)
+    steps = train_loop(model, params, distilled, s, log, phase="lora", steps=s.lora_steps, lr=s.lora_lr,
+                       block_sizes=s.lora_block_sizes, loss_fn=lora_loss, time_budget=s.lora_time_budget)
     model.eval()
     save_lora(model, lora_cfg, tmp / LORA_SUBDIR)
+    return steps
+
+
+def run(s: TrainSettings) -> Path:
+    out = Path(s.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
+    log = Logger(tmp / "train_log.jsonl")
+    dev = torch.device(s.device)
+    log("start", **{k: v for k, v in asdict(s).items() if k != "out"}, torch=torch.__version__)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    tokenizer, data = prepare_data(s, Path(s.base) if s.base else tmp, log, dev)
+    model, steps = joint_phase(s, data, tmp, log, dev)
+    lora_steps = lora_phase(s, model, tokenizer, data, tmp, log)
     if s.eval_size > 0:
         try:
             table = quick_eval(model, tokenizer, s, log)
             atomic_write_text(tmp / "eval.json", json.dumps(table, indent=1))
         except Exception as e:  # the checkpoint is complete; a failing check must not lose it
             log("eval_failed", error=f"{type(e).__name__}: {e}")
-    atomic_write_text(tmp / "train_args.json", json.dumps({**asdict(s), "steps": steps, "out": None}, indent=1))
+    atomic_write_text(tmp / "train_args.json", json.dumps(
+        {**asdict(s), "steps": steps, "lora_steps": lora_steps, "out": None}, indent=1))
     log("done")
     log.f.close()
     if out.exists():
@@ -349,6 +378,7 @@ def parse_args(argv: Optional[list[str]]) -> TrainSettings:
         ap.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
     for name in ("lr", "alpha", "lora_alpha", "lora_lr"):
         ap.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    ap.add_argument("--base", default=None, help="existing checkpoint: skip joint training, train only the LoRA")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds for joint training (sets --steps)")
     ap.add_argument("--lora-time-budget", type=float, default=None, help="seconds for LoRA training (sets --lora-steps)")
     args = vars(ap.parse_args(argv))
