@@ -111,3 +111,9 @@ def test_train_smoke_cpu(tmp_path):
     prompts = [tuple(bundle.tokenizer("[INST]1 + 2[/INST]", add_special_tokens=False)["input_ids"])]
     st = run_mode(bundle, prompts, [3], ModeSpec("linear_spec", 4, None, True), max_new_tokens=8)
     assert st.n == 1 and st.acceptance is not None
+    # --base: a new adapter on the same base weights, the base files carried over unchanged
+    out2 = tmp_path / "lora-only"
+    assert main(["--out", str(out2), "--base", str(out), "--device", "cpu", "--batch", "8", "--train-size", "16",
+                 "--lora-steps", "1", "--distill-size", "2", "--workers", "1", "--eval-size", "0"]) == 0
+    assert (out2 / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    assert (out2 / "linear_spec_lora" / "adapter_model.safetensors").is_file()
