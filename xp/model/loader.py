@@ -13,6 +13,7 @@ import torch
 from xp.model.config import ModelConfig, load_config
 from xp.model.errors import ModelLoadError
 from xp.model.lora import ADAPTER_CONFIG, load_lora
+from xp.model.rope import rope_inv_freq
 from xp.model.tokenizer import load_tokenizer
 from xp.model.transformer import NLDModel
 from xp.model.weights import load_into, read_state_dict
@@ -143,6 +144,17 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
+def _empty_model(config, device: torch.device, dtype: torch.dtype) -> NLDModel:
+    """The model with uninitialised weights straight on `device` in `dtype`: no random init and
+    no fp32 CPU copy (an 8B model would spend minutes and 32 GB there); `load_into` fills it."""
+    with torch.device("meta"):
+        net = NLDModel(config)
+    net = net.to_empty(device=device).to(dtype=dtype)
+    inv_freq, _ = rope_inv_freq(config.rope, config.head_dim)   # buffers are not in the checkpoint
+    net.inv_freq = inv_freq.to(device=device, dtype=dtype)
+    return net
+
+
 def load_model(model: str, *, tokenizer: Optional[str] = None, dtype: str = "bf16", device: str = "cpu",
                lora_path: Optional[str] = None, max_model_len: Optional[int] = None) -> ModelBundle:
     """Load a Nemotron-Labs-Diffusion checkpoint (see docs/architecture.md section 9)."""
@@ -153,9 +165,9 @@ def load_model(model: str, *, tokenizer: Optional[str] = None, dtype: str = "bf1
     config = load_config(ckpt)
     if max_model_len is not None and max_model_len <= 0:
         raise ModelLoadError(f"max_model_len must be > 0, got {max_model_len}")
-    net = NLDModel(config)
+    net = _empty_model(config, dev, DTYPES[dtype])
     load_into(net, read_state_dict(ckpt), str(ckpt))
-    net = net.to(device=dev, dtype=DTYPES[dtype]).eval()
+    net.eval()
     if lora_path:
         load_lora(net, _resolve_lora(lora_path, ckpt))
         net.to(device=dev, dtype=DTYPES[dtype])
