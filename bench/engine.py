@@ -33,9 +33,9 @@ from typing import Callable, Optional
 import torch
 
 from xp.dlm_generate import GenerationRequest, get_engine
-from xp.model.config import ModelConfig, RopeConfig
+from xp.model.config import ModelConfig
 from xp.model.loader import ModelBundle
-from xp.model.tiny import random_model, tiny_config
+from xp.model.tiny import config_8b, random_model, tiny_config
 from xp.model.transformer import NLDModel
 
 MODES = {  # name -> (engine, request settings)
@@ -44,16 +44,6 @@ MODES = {  # name -> (engine, request settings)
     "dlm_b8_t0": ("nemotron", {"block_length": 8, "threshold": 0.0}),
     "linear_spec_b32": ("nemotron", {"block_length": 32, "threshold": 0.0, "linear_speculation": True}),
 }
-
-
-def config_8b() -> ModelConfig:
-    """Nemotron-Labs-Diffusion-8B (upstream-model.md section 3)."""
-    rope = RopeConfig(rope_theta=1e6, rope_type="yarn", factor=16.0, original_max_position_embeddings=16384,
-                      beta_fast=32.0, beta_slow=1.0, mscale=1.0, mscale_all_dim=1.0, llama_4_scaling_beta=0.1)
-    return ModelConfig(hidden_size=4096, num_hidden_layers=34, num_attention_heads=32, num_key_value_heads=8,
-                       head_dim=128, intermediate_size=14336, vocab_size=131072, max_position_embeddings=262144,
-                       mask_token_id=100, eos_token_ids=(11,), bos_token_id=1, rms_norm_eps=1e-5, rope=rope,
-                       torch_dtype="bfloat16")
 
 
 @contextlib.contextmanager

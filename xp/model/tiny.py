@@ -1,6 +1,7 @@
 """Write a random-weight checkpoint in the real Nemotron-Labs-Diffusion format.
 
     python -m xp.model.tiny --out DIR [--with-lora] [--seed 0]
+    python -m xp.model.tiny --out DIR --preset 8b --device cuda     # the 8B architecture, random bf16
 
 DIR gets config.json, model.safetensors, tokenizer files (with chat template) and, with
 --with-lora, a PEFT adapter in DIR/linear_spec_lora (the HF repo's layout). `build_checkpoint`
@@ -57,6 +58,37 @@ def random_model(config: ModelConfig, seed: int = 0, std: float = 0.25) -> NLDMo
     return model
 
 
+def config_8b() -> ModelConfig:
+    """Nemotron-Labs-Diffusion-8B's architecture (the HF repo's config.json)."""
+    rope = RopeConfig(rope_theta=1e6, rope_type="yarn", factor=16.0, original_max_position_embeddings=16384,
+                      beta_fast=32.0, beta_slow=1.0, mscale=1.0, mscale_all_dim=1.0, llama_4_scaling_beta=0.1)
+    return ModelConfig(hidden_size=4096, num_hidden_layers=34, num_attention_heads=32, num_key_value_heads=8,
+                       head_dim=128, intermediate_size=14336, vocab_size=131072, max_position_embeddings=262144,
+                       mask_token_id=100, eos_token_ids=(11,), bos_token_id=1, rms_norm_eps=1e-5, rope=rope,
+                       torch_dtype="bfloat16")
+
+
+def random_large_model(config: ModelConfig, device: str, dtype: torch.dtype, seed: int = 0) -> NLDModel:
+    """Random weights made directly on `device` (no CPU copy): N(0, 0.02), norms at 1."""
+    from xp.model.rope import rope_inv_freq
+
+    with torch.device("meta"):
+        model = NLDModel(config)
+    model = model.to_empty(device=device).to(dtype=dtype)
+    model.inv_freq = rope_inv_freq(config.rope, config.head_dim)[0].to(device=device, dtype=dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02, generator=gen)
+    return model.eval()
+
+
+PRESETS = {"tiny": tiny_config, "8b": config_8b}
+
+
 def write_lora(model: NLDModel, out_dir: Path, seed: int, r: int = 8, alpha: float = 32.0,
                targets: tuple[str, ...] = ("o_proj",)) -> None:
     """A PEFT-format adapter (random non-zero A and B) for `model` into `out_dir`."""
@@ -74,7 +106,7 @@ def save_checkpoint(model: NLDModel, out_dir: str | Path, *, tokenizer_from: Opt
     """Write config.json + weights of `model` (and copy tokenizer files from `tokenizer_from`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v for k, v in model.state_dict().items() if ".lora_" not in k}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if ".lora_" not in k}
     save_state_dict(state, out_dir, max_shard_bytes)
     if tokenizer_from is not None:
         for f in tokenizer_from.iterdir():
@@ -118,9 +150,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="checkpoint folder to create (replaced if it exists)")
     ap.add_argument("--with-lora", action="store_true", help="also write a LoRA adapter in OUT/linear_spec_lora")
     ap.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                    help="architecture: tiny (default, ~0.3M params) or 8b (Nemotron-Labs-Diffusion-8B shapes)")
+    ap.add_argument("--device", default="cpu", help="where the random weights are made (8b: use cuda)")
+    ap.add_argument("--max-shard-gb", type=float, default=None, help="split weights into shards of this size")
     args = ap.parse_args(argv)
+    config = PRESETS[args.preset]()
+    model = None
+    if args.preset != "tiny":
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
+            return 2
+        model = random_large_model(config, args.device, torch.bfloat16, args.seed)
+    shard = int(args.max_shard_gb * 2**30) if args.max_shard_gb else None
     try:
-        path = build_checkpoint(args.out, with_lora=args.with_lora, seed=args.seed)
+        path = build_checkpoint(args.out, config, with_lora=args.with_lora, seed=args.seed, model=model,
+                                max_shard_bytes=shard, tokenizer_vocab=1024 if model is not None else None)
     except OSError as e:
         print(f"error: cannot write {args.out}: {e}", file=sys.stderr)
         return 2
