@@ -117,3 +117,17 @@ def test_train_smoke_cpu(tmp_path):
                  "--lora-steps", "1", "--distill-size", "2", "--workers", "1", "--eval-size", "0"]) == 0
     assert (out2 / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
     assert (out2 / "linear_spec_lora" / "adapter_model.safetensors").is_file()
+
+
+def test_training_is_deterministic_given_the_seed(tmp_path):
+    from xp.model.train import main
+
+    args = ["--size", "tiny", "--device", "cpu", "--steps", "2", "--batch", "8", "--train-size", "32",
+            "--lora-steps", "1", "--distill-size", "2", "--workers", "1", "--eval-size", "0"]
+    outs = []
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        assert main(["--out", str(tmp_path / name), "--seed", seed, *args]) == 0
+        outs.append([(tmp_path / name / f).read_bytes() for f in
+                     ("model.safetensors", "linear_spec_lora/adapter_model.safetensors", "tokenizer.json")])
+    assert outs[0] == outs[1]
+    assert outs[0][0] != outs[2][0]
