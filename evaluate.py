@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local checkpoint dir, hub id, or builtin:tiny")
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--mode", choices=("ar", "dlm", "linear_spec"), default="dlm")
-    p.add_argument("--lora", default=None, help="LoRA adapter dir (draft passes of linear_spec)")
+    p.add_argument("--lora", default=None, help="LoRA adapter: a PEFT folder, a subfolder of the checkpoint "
+                   "(e.g. linear_spec_lora) or a hub id (draft passes of linear_spec)")
     p.add_argument("--tasks", default="gsm8k", help="comma-separated benchmarks (name or name:reps)")
     p.add_argument("--limit", type=int, default=None, help="first N problems per task")
     p.add_argument("--max-new-tokens", type=int, default=512)
@@ -52,8 +53,6 @@ def _check(args) -> str | None:
         return f"--threshold must be in [0, 1] (got {args.threshold})"
     if args.temperature < 0:
         return f"--temperature must be >= 0 (got {args.temperature})"
-    if args.lora and not Path(args.lora).is_dir():
-        return f"--lora {args.lora} is not a folder"
     return None
 
 

@@ -49,7 +49,7 @@ def test_bad_input_is_a_clear_error(tiny_ckpt, tmp_path, capsys):
     assert evaluate.main(["--model", str(tiny_ckpt), "--tasks", "gsm8k", "--limit", "0"]) == 2
     assert "--limit must be a positive integer" in capsys.readouterr().err
     assert evaluate.main(["--model", str(tiny_ckpt), "--lora", str(tmp_path / "nope")]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     rc = evaluate.main(["--model", str(tiny_ckpt), "--tasks", "mmlu", "--device", "cpu", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 1 and "prepare_data mmlu" in err and "Traceback" not in err

@@ -113,8 +113,11 @@ def _resolve_lora(lora_path: str, ckpt: Path) -> Path:
         return path
     if (ckpt / lora_path / ADAPTER_CONFIG).is_file():  # e.g. "linear_spec_lora" inside the model repo
         return ckpt / lora_path
-    if path.is_dir() or path.is_absolute() or lora_path.startswith("."):
+    if path.is_dir():
         raise ModelLoadError(f"LoRA folder {lora_path} has no {ADAPTER_CONFIG}; give a PEFT adapter folder")
+    if path.is_absolute() or lora_path.startswith("."):
+        raise ModelLoadError(f"LoRA folder {lora_path} does not exist; fetch the adapter with "
+                             "scripts/fetch_bundled_lora.sh or give a PEFT adapter folder")
     if lora_path.count("/") == 1:
         return _snapshot(lora_path, "LoRA adapter")
     raise ModelLoadError(f"LoRA adapter {lora_path} not found (neither a folder nor inside {ckpt})")
