@@ -79,8 +79,8 @@ Output and control:
   -h, --help                 this help
 
 Examples:
-  # the local default: tiny checkpoint, CPU worker, 5 gsm8k problems, no SLURM needed
-  bash eval.sh --mode dlm --executor local --gpus 0 --model builtin:tiny --benchmarks gsm8k:1 --limit 5 --tokens 64
+  # the local default: the small trained model, CPU worker, 50 arith problems, no SLURM needed
+  bash eval.sh --mode dlm --executor local --gpus 0 --model builtin:arith --benchmarks arith --limit 50 --tokens 128 --batch-size 8
 
   # full suite on SLURM, diffusion mode, 8 GPUs per job
   bash eval.sh --mode dlm --gpus 8 --account myacct --container-image /shared/nld-eval.sqsh
