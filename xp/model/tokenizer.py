@@ -9,6 +9,7 @@ for arithmetic), trained on a small built-in text. Special tokens take the first
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from xp.model.errors import ModelLoadError
 
@@ -65,8 +66,11 @@ def training_text() -> list[str]:
     return lines
 
 
-def build_tokenizer(out_dir: str | Path, vocab_size: int = 1024, model_max_length: int = 131072) -> int:
-    """Train and save the tokenizer (tokenizer.json + tokenizer_config.json); returns its size."""
+def build_tokenizer(out_dir: str | Path, vocab_size: int = 1024, model_max_length: int = 131072,
+                    texts: Optional[list[str]] = None) -> int:
+    """Train and save the tokenizer (tokenizer.json + tokenizer_config.json); returns its size.
+
+    Byte-level BPE with digits split one per token, trained on `texts` (default: the built-in text)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -77,7 +81,7 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = 1024, model_max_lengt
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(training_text(), trainer=trainer)
+    tok.train_from_iterator(training_text() if texts is None else texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
         mask_token="<mask>", additional_special_tokens=list(SPECIAL_TOKENS[5:]),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from xp.model.tokenizer import CHAT_TEMPLATE, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS, training_text
+from xp.model.tokenizer import EOS_ID, MASK_ID, PAD_ID, build_tokenizer, training_text
 
 PROMPT_NAME = "generic/math"
 _PLACEHOLDER = "\x00PROBLEM\x00"
@@ -25,9 +25,6 @@ _PLACEHOLDER = "\x00PROBLEM\x00"
 
 def build_arith_tokenizer(out_dir: str | Path, vocab_size: int = 512, corpus_rows: int = 4000) -> int:
     """Byte-level BPE (digits one per token) trained on arith prompts/solutions plus general text."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     from xp.nemo_skills.arith import train_problems
     from xp.nemo_skills.prompts import build_messages
 
@@ -35,21 +32,7 @@ def build_arith_tokenizer(out_dir: str | Path, vocab_size: int = 512, corpus_row
     for row in train_problems(corpus_rows, seed=10_000):
         texts.append(build_messages(PROMPT_NAME, row)[-1]["content"])
         texts.append(row["reference_solution"])
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        mask_token="<mask>", additional_special_tokens=list(SPECIAL_TOKENS[5:]),
-        model_max_length=16384, clean_up_tokenization_spaces=False)
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(str(out_dir))
-    return tok.get_vocab_size()
+    return build_tokenizer(out_dir, vocab_size, model_max_length=16384, texts=texts)
 
 
 class PromptEncoder:
