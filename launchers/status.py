@@ -112,7 +112,7 @@ def statuses(plan: Plan) -> list[GroupStatus]:
 
 def format_table(plan: Plan, rows: list[GroupStatus]) -> str:
     header = ("GROUP", "BENCHMARK", "STATE", "JOB", "ACCURACY", "TPF", "DETAIL")
-    body = [(str(r.group), r.benchmark, r.state, r.job_id, _num(r.accuracy, "{:.2f}"), _num(r.tpf, "{:.3f}"),
+    body = [(str(r.group), r.benchmark, r.state, r.job_id, fmt_num(r.accuracy, "{:.2f}"), fmt_num(r.tpf, "{:.3f}"),
              r.detail[:100]) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
     lines = [f"eval dir: {plan.eval_dir}", f"experiment: {plan.settings.exp_name}"]
@@ -124,5 +124,5 @@ def format_table(plan: Plan, rows: list[GroupStatus]) -> str:
     return "\n".join(lines)
 
 
-def _num(value: float | None, fmt: str) -> str:
+def fmt_num(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)

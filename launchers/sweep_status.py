@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from launchers import rerun
 from launchers.errors import UserError
 from launchers.plan import Plan, load_plan
-from launchers.status import GroupStatus, statuses
+from launchers.status import GroupStatus, fmt_num, statuses
 from launchers.sweep_index import SweepIndex, SweepPoint, load_index
 from launchers.sweep_spec import value_text
 
@@ -55,18 +55,14 @@ def format_sweep_table(index: SweepIndex, rows: list[PointStatus]) -> str:
                          f"no plan.json in {r.point.eval_dir}"))
             counts["MISSING"] += 1
         for g in r.groups:
-            body.append((str(r.point.index), *knobs, g.benchmark, g.state, g.job_id, _num(g.accuracy, "{:.2f}"),
-                         _num(g.tpf, "{:.3f}"), g.detail[:80]))
+            body.append((str(r.point.index), *knobs, g.benchmark, g.state, g.job_id, fmt_num(g.accuracy, "{:.2f}"),
+                         fmt_num(g.tpf, "{:.3f}"), g.detail[:80]))
             counts[g.state] = counts.get(g.state, 0) + 1
     lines = [f"sweep: {index.sweep_dir}  ({index.spec!r}, {len(index.points)} points)", *_table(header, body)]
     lines.append("summary: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
     if counts["FAILED"] or counts["LOST"]:
         lines.append(f"rerun the failed groups: bash eval.sh --rerun-failed {index.sweep_dir}")
     return "\n".join(lines)
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 def print_sweep_status(index: SweepIndex) -> None:
