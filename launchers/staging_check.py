@@ -196,6 +196,9 @@ def _check_data(s: Settings) -> list[Item]:
         elif path.stat().st_size == 0:
             problems = ("empty file",)
         note = human(path.stat().st_size) if path.is_file() else ""
+        if note and root == SAMPLE_DATA_DIR:  # fine for a smoke run, wrong for a real score: say so
+            rows = sum(1 for line in path.open() if line.strip())
+            note += f"; the shipped sample ({rows} problems, not the full set): pass --data-dir for real runs"
         own_dir = str(root) if root != SAMPLE_DATA_DIR else None
         items.append(Item("data", bench.name, str(path), problems, stage_command(s, "data", own_dir, bench.spec), note))
     return items
