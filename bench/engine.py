@@ -36,7 +36,7 @@ from xp.dlm_generate import GenerationRequest, get_engine
 from xp.model.config import ModelConfig
 from xp.model.loader import ModelBundle
 from xp.model.tiny import config_8b, random_model, tiny_config
-from xp.model.transformer import NLDModel
+from xp.model.transformer import NLDModel, linear
 
 MODES = {  # name -> (engine, request settings)
     "ar": ("ar_native", {}),
@@ -155,11 +155,12 @@ def forward_latency(model: NLDModel, args, batches: list[int], device) -> dict:
     return out
 
 
-def gemm_only(model: NLDModel, device) -> float:
-    """Seconds for just the weight GEMMs of a batch-1 decode step (as the fast path runs them), graphed."""
+def gemm_only(model: NLDModel, device, fast: bool) -> float:
+    """Seconds for just the weight GEMMs of a batch-1 decode step, graphed: fast=True as the kernel path
+    runs them (skinny Triton GEMMs, SwiGLU inside the down projection), else cuBLAS (`F.linear`)."""
     c, dt = model.config, model.dtype
     x = torch.randn(1, c.hidden_size, dtype=dt, device=device)
-    xi = torch.randn(1, c.intermediate_size, dtype=dt, device=device)
+    xi = torch.randn(1, (2 if fast else 1) * c.intermediate_size, dtype=dt, device=device)
     weights = [model.diffusion_head.weight]
     for layer in model.encoder.layers:
         a, m = layer.self_attn, layer.mlp
@@ -169,7 +170,8 @@ def gemm_only(model: NLDModel, device) -> float:
 
     def step():
         for w in weights:
-            torch.nn.functional.linear(xi if w.shape[1] == c.intermediate_size else x, w)
+            down = w.shape[1] == c.intermediate_size
+            linear(xi if down else x, w, fast, gated=fast and down)
     if device.type != "cuda":
         return timed(step, device, iters=1, repeats=3)
     step()
@@ -180,18 +182,12 @@ def gemm_only(model: NLDModel, device) -> float:
 
 
 def breakdown(model: NLDModel, args, device) -> dict:
-    """Where the batch-1 step goes: GEMMs alone, and the step with other attention kernels / eager ops."""
-    P, out = args.prompt_len, {"gemm_only/b1": gemm_only(model, device)}
-    if device.type == "cuda":   # the other BLAS library for the same GEMMs
-        lib = torch.backends.cuda.preferred_blas_library()
-        try:
-            torch.backends.cuda.preferred_blas_library("cublas" if str(lib).lower().endswith("lt") else "cublaslt")
-            name = str(torch.backends.cuda.preferred_blas_library()).split(".")[-1].lower()
-            out[f"gemm_only_{name}/b1"] = gemm_only(model, device)
-        except Exception as e:
-            out["gemm_only_other_blas/b1"] = f"{type(e).__name__}: {e}"
-        finally:
-            torch.backends.cuda.preferred_blas_library(lib)
+    """Where the batch-1 step goes: the GEMMs alone (both ways), and the step without the Triton
+    kernels (SDPA attention, PyTorch RoPE and cache writes, cuBLAS) or without compiled elementwise ops."""
+    P = args.prompt_len
+    out = {"gemm_only_cublas/b1": gemm_only(model, device, fast=False)}
+    if device.type == "cuda" and model.fast.kernels:
+        out["gemm_only_kernels/b1"] = gemm_only(model, device, fast=True)
     prompts = random_prompts(1, P, model.config.vocab_size, seed=1)
     ids = torch.randint(200, model.config.vocab_size, (1, 1), device=device)
     zero = torch.zeros(1, dtype=torch.long, device=device)
@@ -205,20 +201,16 @@ def breakdown(model: NLDModel, args, device) -> dict:
             fn()
         return timed(fn, device, iters=args.iters)
 
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    for name in ("EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
-        try:
-            with sdpa_kernel(getattr(SDPBackend, name)):
-                out[f"ar_step_{name.lower()}/b1"] = step_time()
-        except Exception as e:
-            out[f"ar_step_{name.lower()}/b1"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    ops = model.ops
+    ops, kernels_on = model.ops, model.fast.kernels
     try:
+        model.fast.kernels = False
+        out["ar_step_without_kernels/b1"] = step_time()
+        model.fast.kernels = kernels_on
         from xp.model.fused_ops import EAGER_OPS
         model.ops = EAGER_OPS
         out["ar_step_eager_ops/b1"] = step_time()
     finally:
-        model.ops = ops
+        model.ops, model.fast.kernels = ops, kernels_on
         model._arena = None
     return out
 
@@ -390,6 +382,7 @@ def parse_args(argv):
     ap.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     ap.add_argument("--iters", type=int, default=None, help="timed calls per sample (default 20; tiny 2)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the transformers baseline")
+    ap.add_argument("--no-breakdown", action="store_true", help="skip the batch-1 step breakdown")
     ap.add_argument("--out", default="bench_out", help="folder for engine_bench.json")
     args = ap.parse_args(argv)
     args.batches = args.batches or ("1,2" if args.tiny else "1,8,32")
@@ -432,7 +425,8 @@ def main(argv=None) -> int:
     r["weight_bytes_all"], r["weight_bytes_read"] = weight_bytes(model)
     r["floor_s"] = r["weight_bytes_read"] / r["copy_bandwidth"]
     section(r, "latency", lambda: forward_latency(model, args, batches, device), out_dir)
-    section(r, "breakdown", lambda: breakdown(model, args, device), out_dir)
+    if not args.no_breakdown:
+        section(r, "breakdown", lambda: breakdown(model, args, device), out_dir)
     section(r, "decode", lambda: decode_e2e(model, args, batches, modes, r.get("latency", {}), device), out_dir)
     if model._arena is not None:
         r["graphs"] = len(model._arena.graphs.graphs)

@@ -24,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xp.model import kernels
 from xp.model.config import ModelConfig
 from xp.model.cuda_graphs import KVArena
 from xp.model.fused_ops import EAGER_OPS, Ops, compiled_ops
 from xp.model.rope import apply_rope, llama4_query_scale, rope_cos_sin, rope_inv_freq
 
 AttnMode = Literal["causal", "bidir"]
+KERNEL_MAX_CHUNK = 64   # longest chunk (tokens per row) the Triton kernel path takes; prefill stays on SDPA
 
 
 class KVCache:
@@ -100,11 +102,25 @@ class Linear(nn.Linear):
         self.lora_B = nn.Parameter(b.to(self.weight), requires_grad=False)
         self.lora_scale = float(scale)
 
-    def forward(self, x: torch.Tensor, lora: bool = False) -> torch.Tensor:
-        y = F.linear(x, self.weight)
+    def forward(self, x: torch.Tensor, lora: bool = False, fast: bool = False) -> torch.Tensor:
+        """fast=True (decoding chunks on the kernel path): few-row inputs use the skinny GEMM."""
+        y = linear(x, self.weight, fast)
         if lora and self.lora_A is not None:
             y = y + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.lora_scale
         return y
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, fast: bool, gated: bool = False) -> torch.Tensor:
+    """x @ weight^T; with fast=True, few rows go through the Triton skinny GEMM when it takes the shape.
+    gated=True: x is [gate | up] and the product is silu(gate) * up times weight^T."""
+    if fast:
+        flat = x.reshape(-1, x.shape[-1])
+        if kernels.skinny_linear_ok(flat, weight, gated):
+            return kernels.skinny_linear(flat, weight, gated=gated).view(*x.shape[:-1], weight.shape[0])
+    if gated:
+        gate, up = x.chunk(2, dim=-1)
+        x = F.silu(gate) * up
+    return F.linear(x, weight)
 
 
 class RMSNorm(nn.Module):
@@ -131,23 +147,35 @@ class Attention(nn.Module):
         self.o_proj = Linear(self.n_heads * self.head_dim, h)
         self.qkv_weight: Optional[torch.Tensor] = None   # fused [q; k; v] (fast path), params are views of it
 
-    def _project(self, x: torch.Tensor, lora: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [N, hidden] -> q [N, H, D], k, v [N, Hkv, D]."""
-        N, D = x.shape[0], self.head_dim
+    def _qkv(self, x: torch.Tensor, lora: bool, fast: bool) -> torch.Tensor:
+        """x [N, hidden] -> [N, (H + 2 Hkv) * D], the q, k and v projections side by side."""
         if self.qkv_weight is not None and not (lora and self.q_proj.lora_A is not None or
                                                 lora and self.k_proj.lora_A is not None or
                                                 lora and self.v_proj.lora_A is not None):
-            q, k, v = F.linear(x, self.qkv_weight).split(
-                [self.n_heads * D, self.n_kv * D, self.n_kv * D], dim=-1)
-        else:
-            q, k, v = self.q_proj(x, lora), self.k_proj(x, lora), self.v_proj(x, lora)
-        return q.view(N, self.n_heads, D), k.view(N, self.n_kv, D), v.view(N, self.n_kv, D)
+            return linear(x, self.qkv_weight, fast)
+        return torch.cat([self.q_proj(x, lora, fast), self.k_proj(x, lora, fast), self.v_proj(x, lora, fast)], -1)
+
+    def _kernel_forward(self, x: torch.Tensor, ctx: "ForwardContext", k_cache: torch.Tensor,
+                        v_cache: torch.Tensor) -> torch.Tensor:
+        """The decoding-chunk path: qkv GEMM, one RoPE + K/V-write kernel, split-KV attention."""
+        B, L, _ = x.shape
+        qkv = self._qkv(x.reshape(B * L, -1), ctx.lora, True)
+        q = kernels.rope_write_kv(qkv, ctx.cos_flat, ctx.sin_flat, ctx.q_scale_flat, ctx.lens, k_cache, v_cache,
+                                  L=L, n_heads=self.n_heads, n_kv=self.n_kv, head_dim=self.head_dim)
+        out = kernels.chunk_attention(q.view(B, L, self.n_heads, self.head_dim), k_cache, v_cache, ctx.lens,
+                                      kv_len=ctx.kv_len, causal=ctx.causal, sm_scale=self.head_dim ** -0.5)
+        return self.o_proj(out.view(B, L, -1), ctx.lora, True)
 
     def forward(self, x: torch.Tensor, ctx: "ForwardContext", k_cache: torch.Tensor,
                 v_cache: torch.Tensor) -> torch.Tensor:
+        if ctx.kernels:
+            return self._kernel_forward(x, ctx, k_cache, v_cache)
         B, L, _ = x.shape                                                   # x: [B, L, hidden]
         Hkv, G, D = self.n_kv, self.n_heads // self.n_kv, self.head_dim
-        q, k, v = self._project(x.reshape(B * L, -1), ctx.lora)
+        N = B * L
+        q, k, v = self._qkv(x.reshape(N, -1), ctx.lora, False).split(
+            [self.n_heads * D, Hkv * D, Hkv * D], dim=-1)
+        q, k, v = q.view(N, self.n_heads, D), k.view(N, Hkv, D), v.view(N, Hkv, D)
         q, k = ctx.ops.rope_qk(q, k, ctx.cos, ctx.sin, ctx.q_scale)        # [N, H, D], [N, Hkv, D]
         # write this chunk's K/V into slots [lens, lens + L) of every row
         k_cache[ctx.row_idx, :, ctx.positions] = k.view(B, L, Hkv, D)
@@ -169,13 +197,16 @@ class MLP(nn.Module):
         self.down_proj = Linear(config.intermediate_size, config.hidden_size)
         self.gate_up_weight: Optional[torch.Tensor] = None   # fused [gate; up] (fast path)
 
-    def forward(self, x: torch.Tensor, lora: bool, ops: Ops = EAGER_OPS) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lora: bool, ops: Ops = EAGER_OPS, fast: bool = False) -> torch.Tensor:
         if self.gate_up_weight is not None and not (lora and (self.gate_proj.lora_A is not None
                                                               or self.up_proj.lora_A is not None)):
-            gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
+            gate_up = linear(x, self.gate_up_weight, fast)
+            if fast and not (lora and self.down_proj.lora_A is not None):   # SwiGLU inside the down GEMM
+                return linear(gate_up, self.down_proj.weight, True, gated=True)
+            gate, up = gate_up.chunk(2, dim=-1)
         else:
-            gate, up = self.gate_proj(x, lora), self.up_proj(x, lora)
-        return self.down_proj(ops.silu_mul(gate, up), lora)
+            gate, up = self.gate_proj(x, lora, fast), self.up_proj(x, lora, fast)
+        return self.down_proj(ops.silu_mul(gate, up), lora, fast)
 
 
 class Block(nn.Module):
@@ -194,7 +225,7 @@ class Block(nn.Module):
         if delta is not None:
             x, h = ops.add_rms_norm(x, delta, n1.weight, n1.eps)
         x, h = ops.add_rms_norm(x, self.self_attn(h, ctx, k_cache, v_cache), n2.weight, n2.eps)
-        return x, self.mlp(h, ctx.lora, ops)
+        return x, self.mlp(h, ctx.lora, ops, ctx.kernels)
 
 
 class Encoder(nn.Module):
@@ -217,39 +248,51 @@ class ForwardContext:
         B, L = input_ids.shape
         device = input_ids.device
         offs = torch.arange(L, device=device)
+        self.lens = cache.lens
+        self.causal = mode == "causal"
         self.positions = cache.lens[:, None] + offs                          # [B, L]
         self.row_idx = torch.arange(B, device=device)[:, None]               # [B, 1]
         self.kv_len = cache.max_len if kv_len is None else kv_len
-        # key slot j is visible to query i of row b iff j < lens[b] + (i + 1 if causal else L)
-        limit = self.positions + 1 if mode == "causal" else (cache.lens + L)[:, None].expand(B, L)
-        slots = torch.arange(self.kv_len, device=device)
-        visible = slots[None, None, None, :] < limit[:, None, :, None]       # [B, 1, L, S]
-        # additive mask, one row per grouped query (l, g): see Attention.forward
-        G = model.config.num_attention_heads // model.config.num_key_value_heads
-        additive = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
-        self.mask = additive[:, :, :, None].expand(B, 1, L, G, self.kv_len).reshape(B, 1, L * G, self.kv_len)
+        # decoding chunks on CUDA run the Triton kernels, which derive visibility from `lens` themselves
+        self.kernels = model.use_kernels(input_ids)
+        self.mask = None if self.kernels else self._additive_mask(model, B, L, mode, dtype)
         cos, sin = rope_cos_sin(self.positions, model.inv_freq, model.attention_factor, dtype)
         self.cos, self.sin = cos.reshape(B * L, 1, -1), sin.reshape(B * L, 1, -1)   # [N, 1, D]
         self.q_scale = llama4_query_scale(self.positions, model.config.rope, dtype).reshape(B * L, 1, 1)
+        self.cos_flat, self.sin_flat = self.cos.view(B * L, -1), self.sin.view(B * L, -1)
+        self.q_scale_flat = self.q_scale.view(B * L)
         self.lora = lora
         self.ops = model.ops
+
+    def _additive_mask(self, model: "NLDModel", B: int, L: int, mode: AttnMode, dtype: torch.dtype) -> torch.Tensor:
+        """[B, 1, L*G, S] additive mask, one row per grouped query (l, g): see Attention.forward.
+        Key slot j is visible to query i of row b iff j < lens[b] + (i + 1 if causal else L)."""
+        device = self.positions.device
+        limit = self.positions + 1 if mode == "causal" else (self.lens + L)[:, None].expand(B, L)
+        slots = torch.arange(self.kv_len, device=device)
+        visible = slots[None, None, None, :] < limit[:, None, :, None]       # [B, 1, L, S]
+        G = model.config.num_attention_heads // model.config.num_key_value_heads
+        additive = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
+        return additive[:, :, :, None].expand(B, 1, L, G, self.kv_len).reshape(B, 1, L * G, self.kv_len)
 
 
 @dataclass
 class FastOptions:
     """CUDA fast path switches (all on by default; `NLD_FAST=0` turns all off, `NLD_CUDA_GRAPHS=0`
-    / `NLD_COMPILE=0` / `NLD_FUSE=0` one each). The CPU path never uses them."""
+    / `NLD_COMPILE=0` / `NLD_FUSE=0` / `NLD_KERNELS=0` one each). The CPU path never uses them."""
 
     cuda_graphs: bool = True     # capture fixed-shape decoding forwards (engine caches only)
     compile: bool = True         # fused elementwise kernels through torch.compile
     fuse_weights: bool = True    # one GEMM for q/k/v and one for gate/up
+    kernels: bool = True         # Triton kernels for decoding chunks (xp/model/kernels.py)
     arena_on_cpu: bool = False   # tests only: run the arena + graph bookkeeping eagerly on CPU
 
     @classmethod
     def from_env(cls) -> "FastOptions":
         def on(name: str) -> bool:
             return os.environ.get("NLD_FAST", "1") != "0" and os.environ.get(name, "1") != "0"
-        return cls(cuda_graphs=on("NLD_CUDA_GRAPHS"), compile=on("NLD_COMPILE"), fuse_weights=on("NLD_FUSE"))
+        return cls(cuda_graphs=on("NLD_CUDA_GRAPHS"), compile=on("NLD_COMPILE"), fuse_weights=on("NLD_FUSE"),
+                   kernels=on("NLD_KERNELS"))
 
 
 def _fuse(*linears: Linear) -> torch.Tensor:
@@ -326,6 +369,11 @@ class NLDModel(nn.Module):
                                                    layer.self_attn.v_proj)
                 layer.mlp.gate_up_weight = _fuse(layer.mlp.gate_proj, layer.mlp.up_proj)
 
+    def use_kernels(self, input_ids: torch.Tensor) -> bool:
+        """Run this forward on the Triton kernels? Decoding chunks (<= 64 tokens) once the fast path is on."""
+        return (self.fast.kernels and (self._fast_ready or self.fast.arena_on_cpu)
+                and input_ids.shape[1] <= KERNEL_MAX_CHUNK and kernels.available(input_ids))
+
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, cache: KVCache, mode: AttnMode = "causal", *,
                 commit: bool = False, lora: bool = False, kv_len: Optional[int] = None,
@@ -362,4 +410,4 @@ class NLDModel(nn.Module):
         _, h = self.ops.add_rms_norm(x, delta, norm.weight, norm.eps)
         if logits_at is not None:
             h = h[torch.arange(h.shape[0], device=h.device), logits_at]      # [B, hidden]
-        return self.diffusion_head(h).float()
+        return linear(h, self.diffusion_head.weight, ctx.kernels).float()
