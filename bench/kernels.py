@@ -10,7 +10,8 @@
    SDPA with the additive mask the plain path builds against `chunk_attention`, and the largest
    difference to an fp32 reference;
 3. RoPE + K/V write: the PyTorch ops of the plain path against `rope_write_kv` (equality checked).
-Times are medians of CUDA-event timed groups of back-to-back calls (no graph).
+Times are GPU time per call: 20 calls captured in a CUDA graph (launch cost excluded, as in the
+engines), median of 5 replays.
 """
 
 from __future__ import annotations
@@ -37,13 +38,23 @@ SWEEP_ROWS = (1, 32)   # --sweep tries every config at these row counts
 
 
 def timed_us(fn: Callable[[], object], iters: int = 20, repeats: int = 5) -> float:
-    fn()
+    """GPU microseconds per call: `iters` calls captured in one CUDA graph (as the engines run them,
+    so host launch cost is excluded), median over `repeats` replays."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()                        # compile / warm outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(iters):
+            fn()
+    graph.replay()
     samples = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        for _ in range(iters):
-            fn()
+        graph.replay()
         end.record()
         torch.cuda.synchronize()
         samples.append(start.elapsed_time(end) * 1000 / iters)
@@ -59,6 +70,9 @@ def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype) -> list[
             x = torch.randn(m, k, device="cuda", dtype=dtype)
             ref = F.linear(x, w)
             row = {"proj": name, "rows": m, "cublas_us": timed_us(lambda: F.linear(x, w))}
+            if name == "down" and m == 1:   # the model's one-row down projection has SwiGLU inside
+                gu = torch.randn(m, 2 * k, device="cuda", dtype=dtype)
+                row["gated_us"] = timed_us(lambda: kernels.skinny_linear(gu, w, gated=True))
             candidates = {"default": None}
             if sweep and m in SWEEP_ROWS:
                 candidates.update({str(c): c for c in (SWEEP_GEMV if m == 1 else SWEEP_MM)})
@@ -81,7 +95,8 @@ def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype) -> list[
             out.append(row)
             print(f"{name:8s} m={m:3d}  cuBLAS {row['cublas_us']:8.1f} us {row['cublas_tbs']:5.2f} TB/s | "
                   f"skinny {row['skinny_us']:8.1f} us {row['skinny_tbs']:5.2f} TB/s err {row['skinny_err']:.3g} | "
-                  f"best {best[0]} {best[1]:.1f} us", flush=True)
+                  f"best {best[0]} {best[1]:.1f} us" + (f" | gated {row['gated_us']:.1f} us" if "gated_us" in row else ""),
+                  flush=True)
         del w
     return out
 

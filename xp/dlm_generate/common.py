@@ -96,6 +96,27 @@ def choose_tokens(logits: torch.Tensor, temps: list[float], gens: list[Optional[
     return tokens, torch.softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
+class HostCopy:
+    """A small device tensor on its way to the host: the copy is queued now (into pinned memory) and
+    `get()` waits for it alone, so forwards queued after it keep the GPU busy while the host waits
+    and decides (the engines run the next forward ahead of the decision this way)."""
+
+    def __init__(self, t: torch.Tensor):
+        self.event = None
+        if t.is_cuda:
+            self.buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            self.buf.copy_(t, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.buf = t.clone()
+
+    def get(self) -> list:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.buf.tolist()
+
+
 def prefill(model, cache, prompts: list[list[int]], pad_id: int) -> torch.Tensor:
     """Causal forward of right-padded prompts into a fresh cache; returns last-token logits [N, V]."""
     device = model.device

@@ -17,9 +17,11 @@ NFE = draft passes + verify passes (prefill excluded); acceptance_lengths has on
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from xp.dlm_generate.common import Rows, choose_tokens, prefill
+from xp.dlm_generate.common import HostCopy, Rows, choose_tokens, prefill
 from xp.dlm_generate.diffusion import select_commits
 
 
@@ -28,7 +30,7 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
     B = requests[0].block_length
     threshold = requests[0].threshold
     lora = requests[0].use_draft_lora
-    max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in requests) + B
+    max_len = max(len(r.prompt_ids) + r.max_new_tokens for r in requests) + 2 * B   # + a block drafted ahead
     cache = model.new_cache(len(requests), max_len, reuse=True)
     rows = Rows(requests, bundle, cache, on_commit, row_ids)
     for s in rows.states:
@@ -42,18 +44,33 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
             seeds[j] = bundle.end_think_token_id
         rows.emit(j, [seeds[j]], [0])
         _check_finished(rows, j, eos)
-    lens, seeds = _compact(rows, lens, seeds)
+    lens, seeds, _ = _compact(rows, lens, seeds)
+    one_pass = threshold is None or threshold == 0
+    drafted = None             # the next block, drafted ahead of the host's decision (one-pass drafts)
     while len(rows):
         n = len(rows)
-        x = torch.full((n, B), mask_id, dtype=torch.long, device=model.device)
-        x[:, 0] = torch.tensor(seeds, device=model.device)
         kv_len = max(lens) + B
-        x = _draft(rows, model, x, threshold, lora, kv_len, mask_id)
+        if drafted is None:
+            x = _draft(rows, model, _block(seeds, B, mask_id, model.device), threshold, lora, kv_len, mask_id)
+        else:
+            x = drafted
+            for j in range(n):
+                rows.state(j).nfe += 1
         logits = model(x, cache, "causal", kv_len=kv_len)               # verify: [n, B, V]
         ar, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id, confidence=False)
         matches = torch.cumprod((ar[:, :-1] == x[:, 1:]).long(), dim=1).sum(1)   # [n]
-        host = torch.cat([ar, matches[:, None] + 1], 1).tolist()        # one sync per cycle
+        copy = HostCopy(torch.cat([ar, matches[:, None] + 1], 1))     # the cycle's one sync, below
+        drafted = None
+        if one_pass and B > 1 and _may_continue(rows, B):
+            # draft the next block now, assuming every row takes the default decision (all matches
+            # plus the bonus token, ar[matches] as the next seed); the host checks it below
+            cache.advance(matches + 1)
+            nxt = torch.full((n, B), mask_id, dtype=torch.long, device=model.device)
+            nxt[:, :1] = ar.gather(1, matches[:, None])
+            drafted = _draft_pass(rows, model, nxt, lora, min(max(lens) + 2 * B, cache.max_len), mask_id)
+        host = copy.get()
         ar_host, accepted = [h[:B] for h in host], [h[B] for h in host]
+        default = True
         for j in range(n):
             s = rows.state(j)
             a = min(accepted[j], s.request.max_new_tokens - len(s.tokens))
@@ -72,9 +89,32 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
             lens[j] += a
             seeds[j] = new[-1]
             _check_finished(rows, j, eos)
-        cache.crop(torch.tensor(lens, device=cache.lens.device))
-        lens, seeds = _compact(rows, lens, seeds)
+            if s.finish is None and (a != accepted[j] or seeds[j] != ar_host[j][a - 1]):
+                default = False                                           # the block drafted ahead is wrong
+        if drafted is None or not default:
+            drafted = None
+            cache.crop(torch.tensor(lens, device=cache.lens.device))
+        lens, seeds, drafted = _compact(rows, lens, seeds, drafted)
     return [s.result() for s in rows.states]
+
+
+def _block(seeds: list[int], B: int, mask_id: int, device) -> torch.Tensor:
+    """[seed, MASK x (B-1)] per row."""
+    x = torch.full((len(seeds), B), mask_id, dtype=torch.long, device=device)
+    x[:, 0] = torch.tensor(seeds, device=device)
+    return x
+
+
+def _may_continue(rows: Rows, B: int) -> bool:
+    """Could some row still be running after this cycle (so a block drafted ahead may be used)?"""
+    return any(len(rows.state(j).tokens) + B < rows.state(j).request.max_new_tokens for j in range(len(rows)))
+
+
+def _draft_pass(rows: Rows, model, x: torch.Tensor, lora: bool, kv_len: int, mask_id: int) -> torch.Tensor:
+    """One bidirectional pass filling every mask of x [n, B] but the seed (NFE counted by the caller)."""
+    logits = model(x, rows.cache, "bidir", lora=lora, kv_len=kv_len)
+    x0, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id, confidence=False)
+    return torch.cat([x[:, :1], x0[:, 1:]], 1)
 
 
 def _draft(rows: Rows, model, x: torch.Tensor, threshold, lora: bool, kv_len: int, mask_id: int) -> torch.Tensor:
@@ -83,11 +123,9 @@ def _draft(rows: Rows, model, x: torch.Tensor, threshold, lora: bool, kv_len: in
     masked[:, 0] = False
     one_pass = threshold is None or threshold == 0
     if one_pass and x.shape[1] > 1:    # every row has B-1 masks: one pass fills them, no sync needed
-        logits = model(x, rows.cache, "bidir", lora=lora, kv_len=kv_len)
-        x0, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id, confidence=False)
         for j in range(len(rows)):
             rows.state(j).nfe += 1
-        return torch.where(masked, x0, x)
+        return _draft_pass(rows, model, x, lora, kv_len, mask_id)
     while True:
         todo = masked.any(1)
         if not bool(todo.any()):
@@ -110,7 +148,11 @@ def _check_finished(rows: Rows, j: int, eos: int) -> None:
         rows.finish(j, "length")
 
 
-def _compact(rows: Rows, lens: list[int], seeds: list[int]) -> tuple[list[int], list[int]]:
+def _compact(rows: Rows, lens: list[int], seeds: list[int], drafted: Optional[torch.Tensor] = None):
+    """Drop finished rows from the batch and from lens, seeds and the block drafted ahead."""
     keep = [j for j in range(len(rows)) if rows.state(j).finish is None]
-    rows.compact()
-    return [lens[j] for j in keep], [seeds[j] for j in keep]
+    if drafted is None:
+        rows.compact()
+    else:
+        (drafted,) = rows.compact(drafted)
+    return [lens[j] for j in keep], [seeds[j] for j in keep], drafted

@@ -274,10 +274,11 @@ GEMV_CONFIG = (16, 512, 4, 1)
 MM_CONFIG = (64, 128, 4, 4)
 
 
-def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, gated: bool = False) -> bool:
-    """Shapes the skinny kernels take: <= 64 rows, contiguous, K a multiple of 512, N of 64."""
+def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, gated: bool = False, max_rows: int = 1) -> bool:
+    """Shapes the skinny kernels take: <= max_rows rows (the model uses them for one row, where they
+    beat cuBLAS), contiguous, K a multiple of 512, N of 64."""
     K = w.shape[1]
-    return (available(x) and x.dim() == 2 and x.shape[0] <= 64 and x.dtype == w.dtype
+    return (available(x) and x.dim() == 2 and x.shape[0] <= max_rows and x.dtype == w.dtype
             and x.stride(1) == 1 and w.stride(1) == 1 and K % 512 == 0 and w.shape[0] % 64 == 0
             and x.shape[1] == (2 * K if gated else K))
 

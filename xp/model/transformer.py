@@ -201,7 +201,9 @@ class MLP(nn.Module):
         if self.gate_up_weight is not None and not (lora and (self.gate_proj.lora_A is not None
                                                               or self.up_proj.lora_A is not None)):
             gate_up = linear(x, self.gate_up_weight, fast)
-            if fast and not (lora and self.down_proj.lora_A is not None):   # SwiGLU inside the down GEMM
+            flat = gate_up.view(-1, gate_up.shape[-1])
+            if fast and not (lora and self.down_proj.lora_A is not None) and \
+                    kernels.skinny_linear_ok(flat, self.down_proj.weight, gated=True):   # SwiGLU inside the down GEMM
                 return linear(gate_up, self.down_proj.weight, True, gated=True)
             gate, up = gate_up.chunk(2, dim=-1)
         else:
