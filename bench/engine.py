@@ -240,7 +240,8 @@ def decode_e2e(model: NLDModel, args, batches: list[int], modes: list[str], pref
             results = engine.generate(reqs)
             sync(device)
             wall = time.perf_counter() - t0
-            capture = (graphs.capture_seconds - cap0) if graphs else 0.0
+            after = model._arena.graphs if model._arena is not None else None   # generate may make a new arena
+            capture = (after.capture_seconds - (cap0 if after is graphs else 0.0)) if after else 0.0
             decode = wall - capture - prefill_s.get(f"prefill/b{B}", 0.0)
             tokens = sum(len(r.tokens) for r in results)
             cycles = max((len(r.acceptance_lengths or []) for r in results), default=0)

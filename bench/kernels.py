@@ -33,8 +33,8 @@ HIDDEN, FFN, VOCAB, H, HKV, D = 4096, 14336, 131072, 32, 8, 128
 PROJECTIONS = {"qkv": ((H + 2 * HKV) * D, HIDDEN), "o": (HIDDEN, H * D), "gate_up": (2 * FFN, HIDDEN),
                "down": (HIDDEN, FFN), "head": (VOCAB, HIDDEN)}
 SWEEP_GEMV = [(bn, bk, w, s) for bn in (8, 16, 32) for bk in (256, 512, 1024) for w in (4, 8) for s in (1, 3)]
-SWEEP_MM = [(bn, bk, w, s) for bn in (32, 64, 128) for bk in (64, 128, 256) for w in (4, 8) for s in (3, 4)]
-SWEEP_ROWS = (1, 32)   # --sweep tries every config at these row counts
+SWEEP_MM = [(bn, bk, w, s) for bn in (64, 128, 256) for bk in (64, 128, 256) for w in (4, 8) for s in (3, 4, 5)]
+SWEEP_ROWS = (1, 8, 32)   # --sweep tries every config at these row counts
 
 
 def timed_us(fn: Callable[[], object], iters: int = 20, repeats: int = 5) -> float:
@@ -73,6 +73,10 @@ def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype) -> list[
             if name == "down" and m == 1:   # the model's one-row down projection has SwiGLU inside
                 gu = torch.randn(m, 2 * k, device="cuda", dtype=dtype)
                 row["gated_us"] = timed_us(lambda: kernels.skinny_linear(gu, w, gated=True))
+                if sweep:
+                    row["gated_best"] = min((timed_us(lambda: kernels.skinny_linear(gu, w, gated=True, config=c)), c)
+                                            for c in SWEEP_GEMV)
+                    print(f"  down gated m=1 best {row['gated_best']}", flush=True)
             candidates = {"default": None}
             if sweep and m in SWEEP_ROWS:
                 candidates.update({str(c): c for c in (SWEEP_GEMV if m == 1 else SWEEP_MM)})

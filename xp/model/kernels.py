@@ -15,8 +15,9 @@ Three kernels replace what generic PyTorch ops did in 5-8 launches each:
   projection in one kernel).
 
 `available()` says whether they can run (Triton importable, CUDA tensors or the Triton interpreter);
-callers keep their PyTorch path otherwise. fp32 inputs use exact (IEEE) dot products, so the fp32
-fast path matches the eager one up to summation order.
+callers keep their PyTorch path otherwise. The attention kernels take fp32 too, with exact (IEEE)
+dot products, so the fp32 fast path matches the eager one up to summation order; fp32 projections
+stay on cuBLAS.
 """
 
 from __future__ import annotations
@@ -136,37 +137,31 @@ if triton is not None:
 
     @triton.jit
     def _attn_merge_kernel(OP, MP, LP, OUT, s_ob, s_ol, s_oh, R, HKV, n_splits,
-                           G: tl.constexpr, D: tl.constexpr, BLOCK_R: tl.constexpr):
-        bh = tl.program_id(0)
-        rblk = tl.program_id(1)
-        b = bh // HKV
-        kvh = bh % HKV
-        rows = rblk * BLOCK_R + tl.arange(0, BLOCK_R)
-        row_ok = rows < R
+                           G: tl.constexpr, D: tl.constexpr, NS: tl.constexpr):
+        """One query row per program: all its splits are loaded at once and merged."""
+        pid = tl.program_id(0)           # (b * HKV + kv head) * R + row
+        bh = pid // R
+        r = pid % R
+        s = tl.arange(0, NS)
+        ok = s < n_splits
+        part = (bh * n_splits + s) * R + r
+        m = tl.load(MP + part, mask=ok, other=float("-inf"))
+        m_tot = tl.max(m, 0)
+        w = tl.exp2(m - tl.where(m_tot == float("-inf"), 0.0, m_tot))
+        l_tot = tl.sum(w * tl.load(LP + part, mask=ok, other=0.0), 0)
         d = tl.arange(0, D)
-        m_tot = tl.full([BLOCK_R], float("-inf"), tl.float32)
-        for s in range(0, n_splits):
-            m_tot = tl.maximum(m_tot, tl.load(MP + (bh * n_splits + s) * R + rows, mask=row_ok,
-                                              other=float("-inf")))
-        m_safe = tl.where(m_tot == float("-inf"), 0.0, m_tot)
-        l_tot = tl.zeros([BLOCK_R], tl.float32)
-        acc = tl.zeros([BLOCK_R, D], tl.float32)
-        for s in range(0, n_splits):
-            part = (bh * n_splits + s) * R + rows
-            w = tl.exp2(tl.load(MP + part, mask=row_ok, other=float("-inf")) - m_safe)
-            l_tot += w * tl.load(LP + part, mask=row_ok, other=0.0)
-            acc += w[:, None] * tl.load(OP + part[:, None] * D + d[None, :], mask=row_ok[:, None], other=0.0)
-        out = acc / tl.where(l_tot == 0.0, 1.0, l_tot)[:, None]
-        l_idx = rows // G
-        head = kvh * G + rows % G
-        tl.store(OUT + b * s_ob + l_idx[:, None] * s_ol + head[:, None] * s_oh + d[None, :],
-                 out.to(OUT.dtype.element_ty), mask=row_ok[:, None])
+        o = tl.load(OP + part[:, None] * D + d[None, :], mask=ok[:, None], other=0.0)
+        out = tl.sum(w[:, None] * o, 0) / tl.where(l_tot == 0.0, 1.0, l_tot)
+        b = bh // HKV
+        head = (bh % HKV) * G + r % G
+        tl.store(OUT + b * s_ob + (r // G) * s_ol + head * s_oh + d, out.to(OUT.dtype.element_ty))
 
     @triton.jit
     def _skinny_mm_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym,
                           GATED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
         """Y[M, N] = X'[M, K] @ W[N, K]^T with X' = X, or silu(X[:, :K]) * X[:, K:] when GATED.
+        Computed as Y^T = W X'^T so the weight tile is the wide side of the tensor-core product.
         K must be a multiple of BLOCK_K and N of BLOCK_N (checked by the caller)."""
         pid_n = tl.program_id(0)
         pid_m = tl.program_id(1)
@@ -174,7 +169,7 @@ if triton is not None:
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         rk = tl.arange(0, BLOCK_K)
         m_ok = (rm < M)[:, None]
-        acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+        acc = tl.zeros([BLOCK_N, BLOCK_M], tl.float32)
         for k0 in range(0, K, BLOCK_K):
             w = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :])
             x = tl.load(X + rm[:, None] * s_xm + (k0 + rk)[None, :], mask=m_ok, other=0.0)
@@ -182,8 +177,8 @@ if triton is not None:
                 gate = x.to(tl.float32)
                 up = tl.load(X + rm[:, None] * s_xm + (K + k0 + rk)[None, :], mask=m_ok, other=0.0)
                 x = (gate / (1.0 + tl.exp(-gate)) * up.to(tl.float32)).to(W.dtype.element_ty)
-            acc += tl.dot(x, tl.trans(w), input_precision=PRECISION)
-        tl.store(Y + rm[:, None] * s_ym + rn[None, :], acc.to(Y.dtype.element_ty), mask=m_ok)
+            acc += tl.dot(w, tl.trans(x), input_precision=PRECISION)
+        tl.store(Y + rm[None, :] * s_ym + rn[:, None], acc.to(Y.dtype.element_ty), mask=(rm < M)[None, :])
 
     @triton.jit
     def _gemv_kernel(X, W, Y, N, K, s_wn, GATED: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -263,24 +258,32 @@ def chunk_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         G=G, D=D, CAUSAL=causal, BLOCK_R=block_r, BLOCK_S=block_s,
         PRECISION=_dot_precision(q.dtype), num_warps=4, num_stages=2)
     out = torch.empty_like(q)
-    _attn_merge_kernel[(B * HKV, row_blocks)](
+    _attn_merge_kernel[(B * HKV * R,)](
         o_part, m_part, l_part, out, out.stride(0), out.stride(1), out.stride(2), R, HKV, n_splits,
-        G=G, D=D, BLOCK_R=block_r, num_warps=4)
+        G=G, D=D, NS=max(2, triton.next_power_of_2(n_splits)), num_warps=4)
     return out
 
 
-# (BLOCK_N, BLOCK_K, num_warps, num_stages) per path; chosen from bench/kernels.py sweeps
-GEMV_CONFIG = (16, 512, 4, 1)
-MM_CONFIG = (64, 128, 4, 4)
+# Tile configs (BLOCK_N, BLOCK_K, num_warps, num_stages) by weight shape (N, K): the fastest of
+# `bench/kernels.py --sweep` on an H200 for the 8B projections (q/k/v, o, gate/up, down, head).
+GEMV_CONFIGS = {(6144, 4096): (16, 1024, 4, 3), (4096, 4096): (8, 512, 4, 3), (28672, 4096): (16, 256, 4, 3),
+                (4096, 14336): (16, 1024, 8, 3), (131072, 4096): (16, 256, 4, 3)}
+GEMV_DEFAULT = (16, 512, 4, 3)
+# Few-row (2..64) shapes where the skinny GEMM beat cuBLAS in that sweep; others stay on cuBLAS.
+MM_CONFIGS: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+MM_DEFAULT = (128, 128, 4, 4)
 
 
-def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, gated: bool = False, max_rows: int = 1) -> bool:
-    """Shapes the skinny kernels take: <= max_rows rows (the model uses them for one row, where they
-    beat cuBLAS), contiguous, K a multiple of 512, N of 64."""
-    K = w.shape[1]
-    return (available(x) and x.dim() == 2 and x.shape[0] <= max_rows and x.dtype == w.dtype
-            and x.stride(1) == 1 and w.stride(1) == 1 and K % 512 == 0 and w.shape[0] % 64 == 0
-            and x.shape[1] == (2 * K if gated else K))
+def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, gated: bool = False, any_shape: bool = False) -> bool:
+    """Does the skinny GEMM take (and win on) this product? One row always; 2-64 rows only for the
+    weight shapes in MM_CONFIGS (any_shape=True: every shape it can run, for benchmarks). Needs
+    bf16/fp16 (fp32 stays on cuBLAS), contiguous rows, K a multiple of 1024 and N of 256."""
+    M, (N, K) = x.shape[0], w.shape
+    if not (available(x) and x.dim() == 2 and x.dtype == w.dtype and x.dtype in (torch.bfloat16, torch.float16)
+            and x.stride(1) == 1 and w.stride(1) == 1
+            and K % 1024 == 0 and N % 256 == 0 and x.shape[1] == (2 * K if gated else K)):
+        return False
+    return M == 1 or (M <= 64 and (any_shape or (N, K) in MM_CONFIGS))
 
 
 def skinny_linear(x: torch.Tensor, w: torch.Tensor, *, gated: bool = False,
@@ -288,12 +291,12 @@ def skinny_linear(x: torch.Tensor, w: torch.Tensor, *, gated: bool = False,
     """x [M, K] (or [M, 2K] = [gate | up] when gated) @ w[N, K]^T -> [M, N], for M <= 64."""
     M, N, K = x.shape[0], w.shape[0], w.shape[1]
     y = torch.empty((M, N), dtype=x.dtype, device=x.device)
-    if M == 1 and x.dtype != torch.float32:
-        bn, bk, warps, stages = config or GEMV_CONFIG
+    if M == 1:
+        bn, bk, warps, stages = config or GEMV_CONFIGS.get((N, K), GEMV_DEFAULT)
         _gemv_kernel[(N // bn,)](x, w, y, N, K, w.stride(0), GATED=gated, BLOCK_N=bn, BLOCK_K=bk,
                                  num_warps=warps, num_stages=stages)
         return y
-    bn, bk, warps, stages = config or MM_CONFIG
+    bn, bk, warps, stages = config or MM_CONFIGS.get((N, K), MM_DEFAULT)
     bm = 16 if M <= 16 else (32 if M <= 32 else 64)
     _skinny_mm_kernel[(N // bn, -(-M // bm))](
         x, w, y, M, N, K, x.stride(0), w.stride(0), y.stride(0), GATED=gated,
