@@ -158,10 +158,10 @@ def forward_latency(model: NLDModel, args, batches: list[int], device) -> dict:
 
 def gemm_only(model: NLDModel, device, fast: bool) -> float:
     """Seconds for just the weight GEMMs of a batch-1 decode step, graphed: fast=True as the kernel path
-    runs them (skinny Triton GEMMs, SwiGLU inside the down projection), else cuBLAS (`F.linear`)."""
+    runs them (skinny Triton GEMMs), else cuBLAS (`F.linear`)."""
     c, dt = model.config, model.dtype
     x = torch.randn(1, c.hidden_size, dtype=dt, device=device)
-    xi = torch.randn(1, (2 if fast else 1) * c.intermediate_size, dtype=dt, device=device)
+    xi = torch.randn(1, c.intermediate_size, dtype=dt, device=device)
     weights = [model.diffusion_head.weight]
     for layer in model.encoder.layers:
         a, m = layer.self_attn, layer.mlp
@@ -171,8 +171,7 @@ def gemm_only(model: NLDModel, device, fast: bool) -> float:
 
     def step():
         for w in weights:
-            down = w.shape[1] == c.intermediate_size
-            linear(xi if down else x, w, fast, gated=fast and down)
+            linear(xi if w.shape[1] == c.intermediate_size else x, w, fast)
     if device.type != "cuda":
         return timed(step, device, iters=1, repeats=3)
     step()

@@ -70,13 +70,6 @@ def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype) -> list[
             x = torch.randn(m, k, device="cuda", dtype=dtype)
             ref = F.linear(x, w)
             row = {"proj": name, "rows": m, "cublas_us": timed_us(lambda: F.linear(x, w))}
-            if name == "down" and m == 1:   # the model's one-row down projection has SwiGLU inside
-                gu = torch.randn(m, 2 * k, device="cuda", dtype=dtype)
-                row["gated_us"] = timed_us(lambda: kernels.skinny_linear(gu, w, gated=True))
-                if sweep:
-                    row["gated_best"] = min((timed_us(lambda: kernels.skinny_linear(gu, w, gated=True, config=c)), c)
-                                            for c in SWEEP_GEMV)
-                    print(f"  down gated m=1 best {row['gated_best']}", flush=True)
             candidates = {"default": None}
             if sweep and m in SWEEP_ROWS:
                 candidates.update({str(c): c for c in (SWEEP_GEMV if m == 1 else SWEEP_MM)})
@@ -99,8 +92,7 @@ def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype) -> list[
             out.append(row)
             print(f"{name:8s} m={m:3d}  cuBLAS {row['cublas_us']:8.1f} us {row['cublas_tbs']:5.2f} TB/s | "
                   f"skinny {row['skinny_us']:8.1f} us {row['skinny_tbs']:5.2f} TB/s err {row['skinny_err']:.3g} | "
-                  f"best {best[0]} {best[1]:.1f} us" + (f" | gated {row['gated_us']:.1f} us" if "gated_us" in row else ""),
-                  flush=True)
+                  f"best {best[0]} {best[1]:.1f} us", flush=True)
         del w
     return out
 

@@ -10,9 +10,9 @@ Three kernels replace what generic PyTorch ops did in 5-8 launches each:
   bidirectional visibility is computed from `lens` in the kernel (no mask tensor), and splits beyond
   the longest row's visible keys exit at once. The G query heads of a KV head are G query rows of one
   tile, so K/V are read once per KV head. A second small kernel merges the splits.
-- `skinny_linear`: y = x W^T for few rows (M <= 64), where cuBLAS leaves bandwidth unused; with
-  `gated=True` the input is [gate | up] and silu(gate) * up is formed while loading (SwiGLU + down
-  projection in one kernel).
+- `skinny_linear`: y = x W^T for few rows, where cuBLAS leaves bandwidth unused: one row streams the
+  weights through CUDA cores at ~4.3-4.5 TB/s on an H200 (cuBLAS: 3.1-4.2), 2-64 rows use tensor
+  cores with the weight tile as the wide operand, on the shapes where that measured faster.
 
 `available()` says whether they can run (Triton importable, CUDA tensors or the Triton interpreter);
 callers keep their PyTorch path otherwise. The attention kernels take fp32 too, with exact (IEEE)
@@ -157,11 +157,10 @@ if triton is not None:
         tl.store(OUT + b * s_ob + (r // G) * s_ol + head * s_oh + d, out.to(OUT.dtype.element_ty))
 
     @triton.jit
-    def _skinny_mm_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym,
-                          GATED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    def _skinny_mm_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
-        """Y[M, N] = X'[M, K] @ W[N, K]^T with X' = X, or silu(X[:, :K]) * X[:, K:] when GATED.
-        Computed as Y^T = W X'^T so the weight tile is the wide side of the tensor-core product.
+        """Y[M, N] = X[M, K] @ W[N, K]^T, computed as Y^T = W X^T so that the weight tile is the wide
+        side of the tensor-core product.
         K must be a multiple of BLOCK_K and N of BLOCK_N (checked by the caller)."""
         pid_n = tl.program_id(0)
         pid_m = tl.program_id(1)
@@ -173,17 +172,12 @@ if triton is not None:
         for k0 in range(0, K, BLOCK_K):
             w = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :])
             x = tl.load(X + rm[:, None] * s_xm + (k0 + rk)[None, :], mask=m_ok, other=0.0)
-            if GATED:
-                gate = x.to(tl.float32)
-                up = tl.load(X + rm[:, None] * s_xm + (K + k0 + rk)[None, :], mask=m_ok, other=0.0)
-                x = (gate / (1.0 + tl.exp(-gate)) * up.to(tl.float32)).to(W.dtype.element_ty)
             acc += tl.dot(w, tl.trans(x), input_precision=PRECISION)
         tl.store(Y + rm[None, :] * s_ym + rn[:, None], acc.to(Y.dtype.element_ty), mask=(rm < M)[None, :])
 
     @triton.jit
-    def _gemv_kernel(X, W, Y, N, K, s_wn, GATED: tl.constexpr, BLOCK_N: tl.constexpr,
-                     BLOCK_K: tl.constexpr):
-        """One-row Y[N] = x'[K] . W[N, K]^T without tensor cores: a pure weight stream."""
+    def _gemv_kernel(X, W, Y, N, K, s_wn, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """One-row Y[N] = x[K] . W[N, K]^T without tensor cores: a pure weight stream."""
         pid_n = tl.program_id(0)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         rk = tl.arange(0, BLOCK_K)
@@ -191,9 +185,6 @@ if triton is not None:
         for k0 in range(0, K, BLOCK_K):
             w = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :])
             x = tl.load(X + k0 + rk).to(tl.float32)
-            if GATED:
-                up = tl.load(X + K + k0 + rk).to(tl.float32)
-                x = (x / (1.0 + tl.exp(-x)) * up).to(W.dtype.element_ty).to(tl.float32)
             acc += w.to(tl.float32) * x[None, :]
         tl.store(Y + rn, tl.sum(acc, 1).to(Y.dtype.element_ty))
 
@@ -264,44 +255,49 @@ def chunk_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     return out
 
 
-# Tile configs (BLOCK_N, BLOCK_K, num_warps, num_stages) by weight shape (N, K): the fastest of
-# `bench/kernels.py --sweep` on an H200 for the 8B projections (q/k/v, o, gate/up, down, head).
-GEMV_CONFIGS = {(6144, 4096): (16, 1024, 4, 3), (4096, 4096): (8, 512, 4, 3), (28672, 4096): (16, 256, 4, 3),
+# Tile configs (BLOCK_N, BLOCK_K, num_warps, num_stages): the fastest of `bench/kernels.py --sweep`
+# on an H200 for the 8B projections. One row: by weight shape (N, K) = q/k/v, o, gate/up, down, head.
+GEMV_CONFIGS = {(6144, 4096): (16, 512, 8, 1), (4096, 4096): (8, 512, 4, 1), (28672, 4096): (16, 256, 4, 3),
                 (4096, 14336): (16, 1024, 8, 3), (131072, 4096): (16, 256, 4, 3)}
 GEMV_DEFAULT = (16, 512, 4, 3)
-# Few-row (2..64) shapes where the skinny GEMM beat cuBLAS in that sweep; others stay on cuBLAS.
-MM_CONFIGS: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+# 2-64 rows: by (BLOCK_M, N, K), only where the sweep beat cuBLAS; every other product stays on cuBLAS.
+MM_CONFIGS = {
+    (16, 6144, 4096): (64, 256, 4, 4), (16, 4096, 4096): (64, 128, 4, 4), (16, 28672, 4096): (256, 128, 8, 3),
+    (16, 4096, 14336): (64, 256, 4, 5), (16, 131072, 4096): (64, 128, 4, 4),
+    (32, 6144, 4096): (64, 128, 4, 5), (32, 4096, 4096): (64, 128, 4, 5), (32, 28672, 4096): (256, 128, 8, 3),
+    (32, 4096, 14336): (64, 256, 4, 4), (32, 131072, 4096): (256, 128, 4, 3)}
 MM_DEFAULT = (128, 128, 4, 4)
 
 
-def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, gated: bool = False, any_shape: bool = False) -> bool:
-    """Does the skinny GEMM take (and win on) this product? One row always; 2-64 rows only for the
-    weight shapes in MM_CONFIGS (any_shape=True: every shape it can run, for benchmarks). Needs
-    bf16/fp16 (fp32 stays on cuBLAS), contiguous rows, K a multiple of 1024 and N of 256."""
+def _block_m(M: int) -> int:
+    return 16 if M <= 16 else (32 if M <= 32 else 64)
+
+
+def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, any_shape: bool = False) -> bool:
+    """Does the skinny GEMM take (and win on) x @ w^T? One row always; 2-64 rows only for the shapes
+    in MM_CONFIGS (any_shape=True: every shape it can run, for benchmarks). Needs bf16/fp16 (fp32
+    stays on cuBLAS), contiguous rows, K a multiple of 1024 and N of 256."""
     M, (N, K) = x.shape[0], w.shape
     if not (available(x) and x.dim() == 2 and x.dtype == w.dtype and x.dtype in (torch.bfloat16, torch.float16)
-            and x.stride(1) == 1 and w.stride(1) == 1
-            and K % 1024 == 0 and N % 256 == 0 and x.shape[1] == (2 * K if gated else K)):
+            and x.stride(1) == 1 and w.stride(1) == 1 and K % 1024 == 0 and N % 256 == 0 and x.shape[1] == K):
         return False
-    return M == 1 or (M <= 64 and (any_shape or (N, K) in MM_CONFIGS))
+    return M == 1 or (M <= 64 and (any_shape or (_block_m(M), N, K) in MM_CONFIGS))
 
 
-def skinny_linear(x: torch.Tensor, w: torch.Tensor, *, gated: bool = False,
-                  config: tuple | None = None) -> torch.Tensor:
-    """x [M, K] (or [M, 2K] = [gate | up] when gated) @ w[N, K]^T -> [M, N], for M <= 64."""
+def skinny_linear(x: torch.Tensor, w: torch.Tensor, *, config: tuple | None = None) -> torch.Tensor:
+    """x [M, K] @ w[N, K]^T -> [M, N] for M <= 64 (see skinny_linear_ok)."""
     M, N, K = x.shape[0], w.shape[0], w.shape[1]
     y = torch.empty((M, N), dtype=x.dtype, device=x.device)
     if M == 1:
         bn, bk, warps, stages = config or GEMV_CONFIGS.get((N, K), GEMV_DEFAULT)
-        _gemv_kernel[(N // bn,)](x, w, y, N, K, w.stride(0), GATED=gated, BLOCK_N=bn, BLOCK_K=bk,
+        _gemv_kernel[(N // bn,)](x, w, y, N, K, w.stride(0), BLOCK_N=bn, BLOCK_K=bk,
                                  num_warps=warps, num_stages=stages)
         return y
-    bn, bk, warps, stages = config or MM_CONFIGS.get((N, K), MM_DEFAULT)
-    bm = 16 if M <= 16 else (32 if M <= 32 else 64)
+    bm = _block_m(M)
+    bn, bk, warps, stages = config or MM_CONFIGS.get((bm, N, K), MM_DEFAULT)
     _skinny_mm_kernel[(N // bn, -(-M // bm))](
-        x, w, y, M, N, K, x.stride(0), w.stride(0), y.stride(0), GATED=gated,
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION=_dot_precision(x.dtype),
-        num_warps=warps, num_stages=stages)
+        x, w, y, M, N, K, x.stride(0), w.stride(0), y.stride(0), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+        PRECISION=_dot_precision(x.dtype), num_warps=warps, num_stages=stages)
     return y
 
 

@@ -110,16 +110,12 @@ class Linear(nn.Linear):
         return y
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, fast: bool, gated: bool = False) -> torch.Tensor:
-    """x @ weight^T; with fast=True, few rows go through the Triton skinny GEMM when it takes the shape.
-    gated=True: x is [gate | up] and the product is silu(gate) * up times weight^T."""
+def linear(x: torch.Tensor, weight: torch.Tensor, fast: bool) -> torch.Tensor:
+    """x @ weight^T; with fast=True, few rows go through the Triton skinny GEMM where it is faster."""
     if fast:
         flat = x.reshape(-1, x.shape[-1])
-        if kernels.skinny_linear_ok(flat, weight, gated):
-            return kernels.skinny_linear(flat, weight, gated=gated).view(*x.shape[:-1], weight.shape[0])
-    if gated:
-        gate, up = x.chunk(2, dim=-1)
-        x = F.silu(gate) * up
+        if kernels.skinny_linear_ok(flat, weight):
+            return kernels.skinny_linear(flat, weight).view(*x.shape[:-1], weight.shape[0])
     return F.linear(x, weight)
 
 
@@ -200,12 +196,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, lora: bool, ops: Ops = EAGER_OPS, fast: bool = False) -> torch.Tensor:
         if self.gate_up_weight is not None and not (lora and (self.gate_proj.lora_A is not None
                                                               or self.up_proj.lora_A is not None)):
-            gate_up = linear(x, self.gate_up_weight, fast)
-            flat = gate_up.view(-1, gate_up.shape[-1])
-            if fast and not (lora and self.down_proj.lora_A is not None) and \
-                    kernels.skinny_linear_ok(flat, self.down_proj.weight, gated=True):   # SwiGLU inside the down GEMM
-                return linear(gate_up, self.down_proj.weight, True, gated=True)
-            gate, up = gate_up.chunk(2, dim=-1)
+            gate, up = linear(x, self.gate_up_weight, fast).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x, lora, fast), self.up_proj(x, lora, fast)
         return self.down_proj(ops.silu_mul(gate, up), lora, fast)
