@@ -53,6 +53,12 @@ def _dot_precision(dtype: torch.dtype) -> str:
 if triton is not None:
 
     @triton.jit
+    def _swiglu(gate, up, dtype: tl.constexpr):
+        """silu(gate) * up from fp32 accumulators, rounded to `dtype` first as an unfused GEMM would."""
+        g = gate.to(dtype).to(tl.float32)
+        return (g / (1.0 + tl.exp(-g)) * up.to(dtype).to(tl.float32)).to(dtype)
+
+    @triton.jit
     def _rope_write_kv_kernel(QKV, COS, SIN, QSCALE, LENS, QOUT, KC, VC,
                               s_qkv, s_cs, s_qo_n, s_qo_h,
                               s_kb, s_kh, s_ks, s_vb, s_vh, s_vs,
@@ -157,8 +163,8 @@ if triton is not None:
         tl.store(OUT + b * s_ob + (r // G) * s_ol + head * s_oh + d, out.to(OUT.dtype.element_ty))
 
     @triton.jit
-    def _skinny_mm_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                          BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
+    def _skinny_mm_kernel(X, W, Y, M, N, K, s_xm, s_wn, s_ym, SWIGLU: tl.constexpr, BLOCK_M: tl.constexpr,
+                          BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
         """Y[M, N] = X[M, K] @ W[N, K]^T, computed as Y^T = W X^T so that the weight tile is the wide
         side of the tensor-core product.
         K must be a multiple of BLOCK_K and N of BLOCK_N (checked by the caller)."""
@@ -173,10 +179,16 @@ if triton is not None:
             w = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :])
             x = tl.load(X + rm[:, None] * s_xm + (k0 + rk)[None, :], mask=m_ok, other=0.0)
             acc += tl.dot(w, tl.trans(x), input_precision=PRECISION)
-        tl.store(Y + rm[None, :] * s_ym + rn[:, None], acc.to(Y.dtype.element_ty), mask=(rm < M)[None, :])
+        if SWIGLU:   # rows of W alternate gate, up: Y[:, j] = silu(gate_j) * up_j
+            gate, up = tl.split(tl.permute(tl.reshape(acc, [BLOCK_N // 2, 2, BLOCK_M]), (0, 2, 1)))
+            rh = pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)
+            tl.store(Y + rm[None, :] * s_ym + rh[:, None], _swiglu(gate, up, Y.dtype.element_ty),
+                     mask=(rm < M)[None, :])
+        else:
+            tl.store(Y + rm[None, :] * s_ym + rn[:, None], acc.to(Y.dtype.element_ty), mask=(rm < M)[None, :])
 
     @triton.jit
-    def _gemv_kernel(X, W, Y, N, K, s_wn, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    def _gemv_kernel(X, W, Y, N, K, s_wn, SWIGLU: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         """One-row Y[N] = x[K] . W[N, K]^T without tensor cores: a pure weight stream."""
         pid_n = tl.program_id(0)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -186,7 +198,12 @@ if triton is not None:
             w = tl.load(W + rn[:, None] * s_wn + (k0 + rk)[None, :])
             x = tl.load(X + k0 + rk).to(tl.float32)
             acc += w.to(tl.float32) * x[None, :]
-        tl.store(Y + rn, tl.sum(acc, 1).to(Y.dtype.element_ty))
+        y = tl.sum(acc, 1)
+        if SWIGLU:
+            gate, up = tl.split(tl.reshape(y, [BLOCK_N // 2, 2]))
+            tl.store(Y + pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2), _swiglu(gate, up, Y.dtype.element_ty))
+        else:
+            tl.store(Y + rn, y.to(Y.dtype.element_ty))
 
 
 def rope_write_kv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, q_scale: torch.Tensor,
@@ -213,21 +230,23 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def _split_plan(bh: int, row_blocks: int, kv_len: int, block_s: int, sms: int) -> tuple[int, int]:
+def _split_plan(bh: int, row_blocks: int, kv_len: int, block_s: int, sms: int,
+                forced: int | None = None) -> tuple[int, int]:
     """(n_splits, keys per split): about two programs per SM, at least two key blocks per split."""
     blocks = -(-kv_len // block_s)
     want = max(1, (2 * sms) // max(1, bh * row_blocks))
-    n_splits = max(1, min(want, blocks // 2 if blocks >= 4 else 1, 64))
+    n_splits = max(1, min(forced or want, blocks if forced else (blocks // 2 if blocks >= 4 else 1), 64))
     chunk = -(-blocks // n_splits) * block_s
     return -(-kv_len // chunk), chunk
 
 
 def chunk_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, lens: torch.Tensor, *,
-                    kv_len: int, causal: bool, sm_scale: float) -> torch.Tensor:
+                    kv_len: int, causal: bool, sm_scale: float, n_splits: int | None = None) -> torch.Tensor:
     """q [B, L, H, D] (positions lens[b] + l) over cache slots [0, kv_len) -> out [B, L, H, D].
 
     causal: query l sees slots < lens[b] + l + 1; bidirectional: slots < lens[b] + L. The chunk's own
-    K/V must already be in the cache. `kv_len` is an upper bound (>= max(lens) + L)."""
+    K/V must already be in the cache. `kv_len` is an upper bound (>= max(lens) + L). `n_splits`
+    overrides the number of key splits (benchmarks, tests)."""
     B, L, H, D = q.shape
     HKV = k_cache.shape[1]
     G = H // HKV
@@ -235,7 +254,7 @@ def chunk_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     block_r = 16 if R <= 16 else (32 if R <= 32 else 64)
     block_s = 64
     row_blocks = -(-R // block_r)
-    n_splits, chunk = _split_plan(B * HKV, row_blocks, kv_len, block_s, _sm_count(q.device.index or 0))
+    n_splits, chunk = _split_plan(B * HKV, row_blocks, kv_len, block_s, _sm_count(q.device.index or 0), n_splits)
     f32 = dict(dtype=torch.float32, device=q.device)
     o_part = torch.empty((B * HKV * n_splits * R, D), **f32)
     m_part = torch.empty((B * HKV * n_splits * R,), **f32)
@@ -284,21 +303,30 @@ def skinny_linear_ok(x: torch.Tensor, w: torch.Tensor, any_shape: bool = False) 
     return M == 1 or (M <= 64 and (any_shape or (_block_m(M), N, K) in MM_CONFIGS))
 
 
-def skinny_linear(x: torch.Tensor, w: torch.Tensor, *, config: tuple | None = None) -> torch.Tensor:
-    """x [M, K] @ w[N, K]^T -> [M, N] for M <= 64 (see skinny_linear_ok)."""
+def skinny_linear(x: torch.Tensor, w: torch.Tensor, *, swiglu: bool = False,
+                  config: tuple | None = None) -> torch.Tensor:
+    """x [M, K] @ w[N, K]^T -> [M, N] for M <= 64 (see skinny_linear_ok).
+
+    swiglu=True: the rows of w alternate gate and up projections (`interleave_rows`); the result is
+    silu(gate) * up, [M, N/2], formed in the GEMM's epilogue."""
     M, N, K = x.shape[0], w.shape[0], w.shape[1]
-    y = torch.empty((M, N), dtype=x.dtype, device=x.device)
+    y = torch.empty((M, N // 2 if swiglu else N), dtype=x.dtype, device=x.device)
     if M == 1:
         bn, bk, warps, stages = config or GEMV_CONFIGS.get((N, K), GEMV_DEFAULT)
-        _gemv_kernel[(N // bn,)](x, w, y, N, K, w.stride(0), BLOCK_N=bn, BLOCK_K=bk,
+        _gemv_kernel[(N // bn,)](x, w, y, N, K, w.stride(0), SWIGLU=swiglu, BLOCK_N=bn, BLOCK_K=bk,
                                  num_warps=warps, num_stages=stages)
         return y
     bm = _block_m(M)
     bn, bk, warps, stages = config or MM_CONFIGS.get((bm, N, K), MM_DEFAULT)
     _skinny_mm_kernel[(N // bn, -(-M // bm))](
-        x, w, y, M, N, K, x.stride(0), w.stride(0), y.stride(0), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-        PRECISION=_dot_precision(x.dtype), num_warps=warps, num_stages=stages)
+        x, w, y, M, N, K, x.stride(0), w.stride(0), y.stride(0), SWIGLU=swiglu, BLOCK_M=bm, BLOCK_N=bn,
+        BLOCK_K=bk, PRECISION=_dot_precision(x.dtype), num_warps=warps, num_stages=stages)
     return y
+
+
+def interleave_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[N, K], [N, K] -> [2N, K] with rows a0, b0, a1, b1, ... (the layout `swiglu=True` reads)."""
+    return torch.stack([a, b], dim=1).reshape(2 * a.shape[0], a.shape[1])
 
 
 def reference_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, lens: torch.Tensor, *,

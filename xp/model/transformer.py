@@ -191,12 +191,17 @@ class MLP(nn.Module):
         self.gate_proj = Linear(config.hidden_size, config.intermediate_size)
         self.up_proj = Linear(config.hidden_size, config.intermediate_size)
         self.down_proj = Linear(config.intermediate_size, config.hidden_size)
-        self.gate_up_weight: Optional[torch.Tensor] = None   # fused [gate; up] (fast path)
+        self.gate_up_weight: Optional[torch.Tensor] = None   # fused, rows alternating gate, up (fast path)
 
     def forward(self, x: torch.Tensor, lora: bool, ops: Ops = EAGER_OPS, fast: bool = False) -> torch.Tensor:
         if self.gate_up_weight is not None and not (lora and (self.gate_proj.lora_A is not None
                                                               or self.up_proj.lora_A is not None)):
-            gate, up = linear(x, self.gate_up_weight, fast).chunk(2, dim=-1)
+            flat = x.reshape(-1, x.shape[-1])                # fused rows alternate gate, up
+            if fast and kernels.skinny_linear_ok(flat, self.gate_up_weight):   # SwiGLU in the GEMM's epilogue
+                h = kernels.skinny_linear(flat, self.gate_up_weight, swiglu=True)
+                return self.down_proj(h.view(*x.shape[:-1], -1), lora, fast)
+            gate_up = F.linear(x, self.gate_up_weight)
+            gate, up = gate_up[..., 0::2], gate_up[..., 1::2]
         else:
             gate, up = self.gate_proj(x, lora, fast), self.up_proj(x, lora, fast)
         return self.down_proj(ops.silu_mul(gate, up), lora, fast)
@@ -299,6 +304,15 @@ def _fuse(*linears: Linear) -> torch.Tensor:
     return fused
 
 
+def _fuse_interleaved(gate: Linear, up: Linear) -> torch.Tensor:
+    """One [2N, K] weight with rows gate0, up0, gate1, ... (so a GEMM tile holds matching gate and up
+    rows and can apply SwiGLU itself); the two weights become strided views of it."""
+    fused = kernels.interleave_rows(gate.weight.detach(), up.weight.detach())
+    gate.weight = nn.Parameter(fused[0::2], requires_grad=False)
+    up.weight = nn.Parameter(fused[1::2], requires_grad=False)
+    return fused
+
+
 class NLDModel(nn.Module):
     """encoder (Ministral3-style decoder) + untied `diffusion_head`.
 
@@ -357,10 +371,16 @@ class NLDModel(nn.Module):
         if self.fast.compile:
             self.ops = compiled_ops()
         if self.fast.fuse_weights:
-            for layer in self.encoder.layers:
+            self.fuse_projections()
+
+    @torch.no_grad()
+    def fuse_projections(self) -> None:
+        """q/k/v as one GEMM and gate/up as one (rows interleaved); the parameters become views."""
+        for layer in self.encoder.layers:
+            if layer.self_attn.qkv_weight is None:
                 layer.self_attn.qkv_weight = _fuse(layer.self_attn.q_proj, layer.self_attn.k_proj,
                                                    layer.self_attn.v_proj)
-                layer.mlp.gate_up_weight = _fuse(layer.mlp.gate_proj, layer.mlp.up_proj)
+                layer.mlp.gate_up_weight = _fuse_interleaved(layer.mlp.gate_proj, layer.mlp.up_proj)
 
     def use_kernels(self, input_ids: torch.Tensor) -> bool:
         """Run this forward on the Triton kernels? Decoding chunks (<= 64 tokens) once the fast path is on."""
