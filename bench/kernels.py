@@ -61,15 +61,29 @@ def timed_us(fn: Callable[[], object], iters: int = 20, repeats: int = 5) -> flo
     return statistics.median(samples)
 
 
-def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype) -> list[dict]:
+def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype, only: list[str]) -> list[dict]:
     out = []
     for name, (n, k) in PROJECTIONS.items():
+        if name not in only:
+            continue
         w = torch.randn(n, k, device="cuda", dtype=dtype) * 0.02
         gbytes = w.numel() * w.element_size() / 1e9
         for m in rows:
             x = torch.randn(m, k, device="cuda", dtype=dtype)
             ref = F.linear(x, w)
             row = {"proj": name, "rows": m, "cublas_us": timed_us(lambda: F.linear(x, w))}
+            if name == "gate_up":   # the model runs it with SwiGLU in the epilogue (rows interleaved)
+                row["swiglu_us"] = timed_us(lambda: kernels.skinny_linear(x, w, swiglu=True))
+                if sweep and m in SWEEP_ROWS:
+                    timings = []
+                    for c in (SWEEP_GEMV if m == 1 else SWEEP_MM):
+                        try:
+                            timings.append((timed_us(lambda: kernels.skinny_linear(x, w, swiglu=True, config=c)), c))
+                        except Exception as e:  # a tile config that does not fit this card
+                            print(f"  gate_up+swiglu m={m} {c}: {type(e).__name__}", file=sys.stderr)
+                    row["swiglu_best"] = min(timings)
+                print(f"  gate_up m={m} with SwiGLU epilogue {row['swiglu_us']:.1f} us"
+                      + (f", best {row['swiglu_best']}" if "swiglu_best" in row else ""), flush=True)
             candidates = {"default": None}
             if sweep and m in SWEEP_ROWS:
                 candidates.update({str(c): c for c in (SWEEP_GEMV if m == 1 else SWEEP_MM)})
@@ -127,11 +141,15 @@ def bench_attention(cases: list[tuple[int, int, bool]], prompt: int, dtype: torc
                "sdpa_us": timed_us(lambda: sdpa_path(q, kc, vc, lens, kv_len, causal)),
                "ours_us": timed_us(lambda: kernels.chunk_attention(q, kc, vc, lens, kv_len=kv_len,
                                                                     causal=causal, sm_scale=scale)),
+               "splits_us": {n: timed_us(lambda: kernels.chunk_attention(q, kc, vc, lens, kv_len=kv_len, causal=causal,
+                                                                         sm_scale=scale, n_splits=n))
+                             for n in (1, 2, 4, 8, 16)},
                "ours_err": (ours.float() - ref).abs().max().item(),
                "sdpa_err": (sdpa.float() - ref).abs().max().item()}
         out.append(row)
         print(f"attn b{batch} L{length} {'causal' if causal else 'bidir '} kv{kv_len}: SDPA {row['sdpa_us']:7.1f} us "
-              f"(err {row['sdpa_err']:.3g}) | ours {row['ours_us']:7.1f} us (err {row['ours_err']:.3g})", flush=True)
+              f"(err {row['sdpa_err']:.3g}) | ours {row['ours_us']:7.1f} us (err {row['ours_err']:.3g}) | by splits "
+              + " ".join(f"{n}:{us:.1f}" for n, us in row["splits_us"].items()), flush=True)
     return out
 
 
@@ -171,13 +189,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for kernels_bench.json")
     ap.add_argument("--sweep", action="store_true", help="time every skinny-GEMM tile config too")
     ap.add_argument("--kv-len", type=int, default=1024, help="prompt tokens in the cache")
+    ap.add_argument("--projections", default=",".join(PROJECTIONS),
+                    help="comma list of " + ", ".join(PROJECTIONS) + " (default: all)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("error: bench/kernels.py needs a CUDA GPU (the kernels are Triton GPU kernels)")
     torch.manual_seed(0)
     dtype = torch.bfloat16
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
-    result["projections"] = bench_projections([1, 8, 32], args.sweep, dtype)
+    result["projections"] = bench_projections([1, 8, 32], args.sweep, dtype, args.projections.split(","))
     cases = [(1, 1, True), (8, 1, True), (32, 1, True), (1, 8, False), (1, 32, False), (1, 32, True), (8, 32, False)]
     result["attention"] = bench_attention(cases, args.kv_len, dtype)
     result["rope"] = [bench_rope(b, length, args.kv_len, dtype) for b, length in ((1, 1), (1, 32), (32, 1))]
