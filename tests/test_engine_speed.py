@@ -14,6 +14,7 @@ import math
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,7 @@ def test_bench_rejects_bad_arguments():
 @cuda
 @pytest.mark.parametrize("extra", [{}, {"temperature": 0.8, "seed": 3}], ids=["greedy", "sampled"])
 def test_cuda_fast_path_matches_eager_in_fp32(extra):
-    eager = run_all(make_bundle(FastOptions(cuda_graphs=False, compile=False, fuse_weights=False), "cuda"),
+    eager = run_all(make_bundle(FastOptions(cuda_graphs=False, compile=False, fuse_weights=False, kernels=False), "cuda"),
                     **extra)
     fast_bundle = make_bundle(FastOptions(), "cuda")
     fast = run_all(fast_bundle, **extra)
@@ -136,7 +137,7 @@ def _bf16_tolerance(value: float, ulps: int = 4) -> float:
 def test_cuda_bf16_fast_path_differs_from_eager_only_at_near_ties():
     """bf16 logits sit on a coarse grid, so greedy choices can flip between kernels; every flip must be
     a near-tie in the eager model's own logits (the fast path's token within 4 bf16 steps of the top)."""
-    eager = make_bundle(FastOptions(cuda_graphs=False, compile=False, fuse_weights=False), "cuda", torch.bfloat16)
+    eager = make_bundle(FastOptions(cuda_graphs=False, compile=False, fuse_weights=False, kernels=False), "cuda", torch.bfloat16)
     fast = make_bundle(FastOptions(), "cuda", torch.bfloat16)
     reqs = requests({}, max_thinking_tokens=None)
     ref = get_engine("ar_native", eager).generate(reqs)
@@ -163,3 +164,30 @@ def test_cuda_greedy_speculation_equals_greedy_ar_in_bf16():
         spec = get_engine("nemotron", bundle).generate(
             requests({"block_length": block, "threshold": 0.0, "linear_speculation": True}))
         assert [r.tokens for r in spec] == ar, f"block {block}"
+
+
+@cuda
+@pytest.mark.parametrize("engine,settings", [("ar_native", {}), ("nemotron", {"block_length": 4, "threshold": 0.0,
+                                                                          "linear_speculation": True})],
+                         ids=["ar", "linear_spec"])
+def test_cuda_decode_loop_has_no_synchronizing_ops(engine, settings):
+    """The loops read each forward's decision through an event on a pinned copy, queued behind the
+    next forward; no op in them may drain the GPU queue: the number of synchronizing ops of a call
+    (prefill, finishing rows) must not grow with the tokens decoded."""
+    eng = get_engine(engine, make_bundle(FastOptions(), "cuda", torch.bfloat16))
+
+    def synchronizing_ops(tokens: int) -> list[str]:
+        reqs = [GenerationRequest(prompt_ids=tuple(range(10, 30)), max_new_tokens=tokens, eos_early_stop=False,
+                                  **settings)]
+        eng.generate(reqs)                       # captures this call's graphs first
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                eng.generate(reqs)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        return [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
+
+    short, long = synchronizing_ops(8), synchronizing_ops(40)
+    assert len(long) == len(short), f"8 tokens: {short}\n40 tokens: {long}"

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from xp.dlm_generate.common import HostCopy, Rows, choose_tokens, group_by_key, prefill, validate
+from xp.dlm_generate.common import Rows, choose_tokens, group_by_key, prefill, validate
 from xp.dlm_generate.types import CommitCallback, GenerationRequest, GenerationResult
 
 
@@ -43,7 +43,7 @@ class ArNativeEngine:
         tokens = self._choose(rows, logits)
         step = 0
         while True:
-            copy = HostCopy(tokens)
+            copy = rows.reader.start(tokens)
             ahead = None
             if any(len(rows.state(j).tokens) + 1 < rows.state(j).request.max_new_tokens for j in range(len(rows))):
                 ahead = self._choose(rows, self._step(model, cache, tokens, max(lens) + 1))

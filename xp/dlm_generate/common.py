@@ -96,25 +96,44 @@ def choose_tokens(logits: torch.Tensor, temps: list[float], gens: list[Optional[
     return tokens, torch.softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
-class HostCopy:
-    """A small device tensor on its way to the host: the copy is queued now (into pinned memory) and
-    `get()` waits for it alone, so forwards queued after it keep the GPU busy while the host waits
-    and decides (the engines run the next forward ahead of the decision this way)."""
+class HostReader:
+    """Reads small device tensors on the host without draining the GPU queue.
 
-    def __init__(self, t: torch.Tensor):
-        self.event = None
-        if t.is_cuda:
-            self.buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-            self.buf.copy_(t, non_blocking=True)
-            self.event = torch.cuda.Event()
-            self.event.record()
-        else:
-            self.buf = t.clone()
+    `start(t)` queues a copy of t into one of two reused pinned buffers and returns a `PendingRead`
+    whose `get()` waits for that copy alone, so forwards queued after it keep the GPU busy while the
+    host waits and decides (the engines queue the next forward ahead of the decision). Reusing the
+    buffers keeps page-locked allocations out of the loop; two of them let one copy be queued while
+    the previous one is still being read.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.buffers: list[Optional[torch.Tensor]] = [None, None]
+        self.turn = 0
+
+    def start(self, t: torch.Tensor) -> "PendingRead":
+        if not self.cuda:
+            return PendingRead(t.clone(), None)
+        n, buf = t.numel(), self.buffers[self.turn]
+        if buf is None or buf.numel() < n or buf.dtype != t.dtype:
+            buf = self.buffers[self.turn] = torch.empty(max(n, 1024), dtype=t.dtype, pin_memory=True)
+        self.turn ^= 1
+        view = buf[:n].view(t.shape)
+        view.copy_(t, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return PendingRead(view, event)
+
+
+@dataclass
+class PendingRead:
+    host: torch.Tensor
+    event: Optional["torch.cuda.Event"]
 
     def get(self) -> list:
         if self.event is not None:
             self.event.synchronize()
-        return self.buf.tolist()
+        return self.host.tolist()
 
 
 def prefill(model, cache, prompts: list[list[int]], pad_id: int) -> torch.Tensor:
@@ -162,6 +181,7 @@ class Rows:
         self.cache = cache
         self.bundle = bundle
         self.on_commit = on_commit
+        self.reader = HostReader(bundle.model.device)
         self.start = time.perf_counter()
 
     def __len__(self) -> int:

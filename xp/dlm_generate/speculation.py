@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from xp.dlm_generate.common import HostCopy, Rows, choose_tokens, prefill
+from xp.dlm_generate.common import Rows, choose_tokens, prefill
 from xp.dlm_generate.diffusion import select_commits
 
 
@@ -58,8 +58,8 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
                 rows.state(j).nfe += 1
         logits = model(x, cache, "causal", kv_len=kv_len)               # verify: [n, B, V]
         ar, _ = choose_tokens(logits, rows.temps, rows.gens, mask_id, confidence=False)
-        matches = torch.cumprod((ar[:, :-1] == x[:, 1:]).long(), dim=1).sum(1)   # [n]
-        copy = HostCopy(torch.cat([ar, matches[:, None] + 1], 1))     # the cycle's one sync, below
+        matches = _matched_drafts(ar, x)                                # [n]
+        copy = rows.reader.start(torch.cat([ar, matches[:, None] + 1], 1))   # read below: the cycle's one wait
         drafted = None
         if one_pass and B > 1 and _may_continue(rows, B):
             # draft the next block now, assuming every row takes the default decision (all matches
@@ -96,6 +96,13 @@ def generate_speculation(bundle, requests, row_ids, on_commit) -> list:
             cache.crop(torch.tensor(lens, device=cache.lens.device))
         lens, seeds, drafted = _compact(rows, lens, seeds, drafted)
     return [s.result() for s in rows.states]
+
+
+def _matched_drafts(ar: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per row, how many drafted tokens x[:, 1:] equal the verifier's ar[:, :-1] before the first
+    mismatch (first-mismatch index by argmax: no scan kernel, nothing that waits for the GPU)."""
+    equal = ar[:, :-1] == x[:, 1:]
+    return torch.where(equal.all(1), equal.shape[1], (~equal).int().argmax(1))
 
 
 def _block(seeds: list[int], B: int, mask_id: int, device) -> torch.Tensor:
