@@ -56,6 +56,12 @@ def check_rope_write_kv() -> None:
             assert torch.equal(v_cache[b, :, slot], v_ref[b * L + pos].view(HKV, D)), (b, pos)
             written[b, :, slot] = True
     assert not k_cache[~written].any() and not v_cache[~written].any(), "wrote outside the chunk's slots"
+    # a chunk running past the cache's last slot: the slots inside are written, nothing beyond
+    k_small, v_small = torch.zeros(B, HKV, 8, D), torch.zeros(B, HKV, 8, D)
+    kernels.rope_write_kv(qkv, cos, sin, q_scale, torch.tensor([6, 0]), k_small, v_small, L=L, n_heads=H,
+                          n_kv=HKV, head_dim=D)
+    assert torch.allclose(k_small[0, :, 6:8], k_ref[0:2].transpose(0, 1), atol=1e-5)
+    assert torch.allclose(k_small[1, :, 0:3], k_ref[3:6].transpose(0, 1), atol=1e-5)
 
 
 def check_skinny_linear() -> None:

@@ -62,12 +62,13 @@ if triton is not None:
     def _rope_write_kv_kernel(QKV, COS, SIN, QSCALE, LENS, QOUT, KC, VC,
                               s_qkv, s_cs, s_qo_n, s_qo_h,
                               s_kb, s_kh, s_ks, s_vb, s_vh, s_vs,
-                              L, H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr):
+                              L, S, H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr):
         n = tl.program_id(0)            # token index b * L + l
         h = tl.program_id(1)            # head among [q heads | k heads | v heads]
         b = n // L
         pos = tl.load(LENS + b) + n % L
         half = tl.arange(0, D // 2)
+        inside = (pos + half * 0) < S             # a slot past the cache is never written (no stray stores)
         src = QKV + n * s_qkv + h * D
         x1 = tl.load(src + half).to(tl.float32)
         x2 = tl.load(src + D // 2 + half).to(tl.float32)
@@ -85,12 +86,12 @@ if triton is not None:
                 tl.store(dst + D // 2 + half, (y2 * scale).to(QOUT.dtype.element_ty))
             else:
                 dst = KC + b * s_kb + (h - H) * s_kh + pos * s_ks
-                tl.store(dst + half, y1.to(KC.dtype.element_ty))
-                tl.store(dst + D // 2 + half, y2.to(KC.dtype.element_ty))
+                tl.store(dst + half, y1.to(KC.dtype.element_ty), mask=inside)
+                tl.store(dst + D // 2 + half, y2.to(KC.dtype.element_ty), mask=inside)
         else:                           # v: copied into the cache
             dst = VC + b * s_vb + (h - H - HKV) * s_vh + pos * s_vs
-            tl.store(dst + half, x1.to(VC.dtype.element_ty))
-            tl.store(dst + D // 2 + half, x2.to(VC.dtype.element_ty))
+            tl.store(dst + half, x1.to(VC.dtype.element_ty), mask=inside)
+            tl.store(dst + D // 2 + half, x2.to(VC.dtype.element_ty), mask=inside)
 
     @triton.jit
     def _attn_split_kernel(Q, K, V, LENS, OP, MP, LP,
@@ -219,7 +220,7 @@ def rope_write_kv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, q_sca
         qkv.stride(0), cos.stride(0), q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        L, H=n_heads, HKV=n_kv, D=head_dim)
+        L, k_cache.shape[2], H=n_heads, HKV=n_kv, D=head_dim)
     return q
 
 
