@@ -11,8 +11,9 @@ Three kernels replace what generic PyTorch ops did in 5-8 launches each:
   the longest row's visible keys exit at once. The G query heads of a KV head are G query rows of one
   tile, so K/V are read once per KV head. A second small kernel merges the splits.
 - `skinny_linear`: y = x W^T for few rows, where cuBLAS leaves bandwidth unused: one row streams the
-  weights through CUDA cores at ~4.3-4.5 TB/s on an H200 (cuBLAS: 3.1-4.2), 2-64 rows use tensor
-  cores with the weight tile as the wide operand, on the shapes where that measured faster.
+  weights through CUDA cores (4.1-4.5 TB/s on the 8B's large projections on an H200, cuBLAS 3.7-4.2);
+  2-32 rows use tensor cores with the weight tile as the wide operand, on the shapes where that
+  measured faster than cuBLAS (`MM_CONFIGS`).
 
 `available()` says whether they can run (Triton importable, CUDA tensors or the Triton interpreter);
 callers keep their PyTorch path otherwise. The attention kernels take fp32 too, with exact (IEEE)
@@ -235,8 +236,11 @@ def _split_plan(bh: int, row_blocks: int, kv_len: int, block_s: int, sms: int,
                 forced: int | None = None) -> tuple[int, int]:
     """(n_splits, keys per split): about two programs per SM, at least two key blocks per split."""
     blocks = -(-kv_len // block_s)
-    want = max(1, (2 * sms) // max(1, bh * row_blocks))
-    n_splits = max(1, min(forced or want, blocks if forced else (blocks // 2 if blocks >= 4 else 1), 64))
+    if forced:
+        n_splits = max(1, min(forced, blocks, 64))
+    else:
+        want = max(1, (2 * sms) // max(1, bh * row_blocks))
+        n_splits = max(1, min(want, blocks // 2 if blocks >= 4 else 1, 64))
     chunk = -(-blocks // n_splits) * block_s
     return -(-kv_len // chunk), chunk
 
