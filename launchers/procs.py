@@ -21,11 +21,14 @@ except OSError:
     _LIBC = None
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Runs in the child before exec: SIGKILL it if the job process dies (SLURM's SIGKILL included),
-    so no worker survives as an orphan that SLURM's process tracking no longer sees."""
+    so no worker survives as an orphan that SLURM's process tracking no longer sees. A job killed
+    between the fork and the prctl is caught by the parent check (the signal would never come)."""
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 @dataclass
@@ -57,8 +60,10 @@ class Child:
 def spawn(name: str, cmd: list[str], env: dict[str, str]) -> Child:
     """Starts `cmd` in its own process group; its output goes to our stdout with a `[name]` prefix."""
     print(f"[job] starting {name}: {' '.join(cmd)}", flush=True)
+    parent = os.getpid()
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: _die_with_parent(parent))
     child = Child(name, proc, cmd)
     child.copier = threading.Thread(target=_copy_output, args=(child,), daemon=True)
     child.copier.start()

@@ -67,7 +67,10 @@ def test_sigkill_leaves_no_orphans_and_shows_lost(tmp_path):
     info = _server_info(eval_dir)
     os.kill(int(info["JOB_PID"]), signal.SIGKILL)   # no chance to clean up: children die with the job
     proc.communicate(timeout=60)
-    wait_for(lambda: not processes_mentioning(str(eval_dir)), 15, "workers to die with the job")
+    try:
+        wait_for(lambda: not processes_mentioning(str(eval_dir)), 30, "workers to die with the job")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; still running: {processes_mentioning(str(eval_dir))}") from None
     assert marker(eval_dir, "FAILED", 0) is None and marker(eval_dir, "COMPLETED", 0) is None
     row = status_table(eval_dir, tmp_path)[0]
     assert row[2] == "LOST" and "without a marker" in " ".join(row[6:])

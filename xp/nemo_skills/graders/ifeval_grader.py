@@ -10,7 +10,9 @@ instruction on abbreviations; every graded row records which tokenizer ran (`ife
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import random
 import types
 
 import nltk
@@ -52,15 +54,29 @@ def _loose_variants(response: str) -> list[str]:
     return variants + [v.replace("*", "") for v in variants]
 
 
+@contextlib.contextmanager
+def _seeded_random(key: str):
+    """The checkers fill arguments a row leaves out with `random` choices; seed them from the row so
+    a grade is reproducible and strict and loose check the same instruction, leaving the global
+    random state as it was."""
+    state = random.getstate()
+    random.seed(key)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def _follow(row: dict, responses: list[str], registry: dict) -> list[bool]:
     results = []
     for i, instruction_id in enumerate(row["instruction_id_list"]):
         checker = registry[instruction_id](instruction_id)
         kwargs = {k: v for k, v in (row["kwargs"][i] or {}).items() if v is not None}
-        checker.build_description(**kwargs)
-        args = checker.get_instruction_args()
-        if args and "prompt" in args:
-            checker.build_description(prompt=row["prompt"])
+        with _seeded_random(f"{row['prompt']}|{i}|{instruction_id}"):
+            checker.build_description(**kwargs)
+            args = checker.get_instruction_args()
+            if args and "prompt" in args:
+                checker.build_description(prompt=row["prompt"])
         results.append(any(r.strip() and checker.check_following(r) for r in responses))
     return results
 
