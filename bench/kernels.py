@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from xp.model import kernels
 from xp.model.rope import apply_rope
+from xp.model.transformer import additive_mask, grouped_sdpa
 
 HIDDEN, FFN, VOCAB, H, HKV, D = 4096, 14336, 131072, 32, 8, 128
 PROJECTIONS = {"qkv": ((H + 2 * HKV) * D, HIDDEN), "o": (HIDDEN, H * D), "gate_up": (2 * FFN, HIDDEN),
@@ -113,16 +114,8 @@ def bench_projections(rows: list[int], sweep: bool, dtype: torch.dtype, only: li
 
 def sdpa_path(q, kc, vc, lens, kv_len, causal):
     """What the plain path does: additive mask [B, 1, L*G, S] + SDPA with grouped query rows."""
-    B, L, _, _ = q.shape
-    G = H // HKV
-    pos = lens[:, None] + torch.arange(L, device=q.device)
-    limit = pos + 1 if causal else (lens + L)[:, None].expand(B, L)
-    visible = torch.arange(kv_len, device=q.device)[None, None, None, :] < limit[:, None, :, None]
-    mask = torch.zeros(visible.shape, dtype=q.dtype, device=q.device).masked_fill_(~visible, float("-inf"))
-    mask = mask[:, :, :, None].expand(B, 1, L, G, kv_len).reshape(B, 1, L * G, kv_len)
-    qg = q.view(B, L, HKV, G, D).transpose(1, 2).reshape(B, HKV, L * G, D)
-    o = F.scaled_dot_product_attention(qg, kc[:, :, :kv_len], vc[:, :, :kv_len], attn_mask=mask)
-    return o.view(B, HKV, L, G, D).transpose(1, 2).reshape(B, L, H, D)
+    mask = additive_mask(lens, q.shape[1], kv_len, H // HKV, causal, q.dtype)
+    return grouped_sdpa(q, kc[:, :, :kv_len], vc[:, :, :kv_len], mask).view(q.shape)
 
 
 def bench_attention(cases: list[tuple[int, int, bool]], prompt: int, dtype: torch.dtype) -> list[dict]:

@@ -167,7 +167,7 @@ class Attention(nn.Module):
         if ctx.kernels:
             return self._kernel_forward(x, ctx, k_cache, v_cache)
         B, L, _ = x.shape                                                   # x: [B, L, hidden]
-        Hkv, G, D = self.n_kv, self.n_heads // self.n_kv, self.head_dim
+        Hkv, D = self.n_kv, self.head_dim
         N = B * L
         q, k, v = self._qkv(x.reshape(N, -1), ctx.lora, False).split(
             [self.n_heads * D, Hkv * D, Hkv * D], dim=-1)
@@ -176,13 +176,34 @@ class Attention(nn.Module):
         # write this chunk's K/V into slots [lens, lens + L) of every row
         k_cache[ctx.row_idx, :, ctx.positions] = k.view(B, L, Hkv, D)
         v_cache[ctx.row_idx, :, ctx.positions] = v.view(B, L, Hkv, D)
-        keys, values = k_cache[:, :, :ctx.kv_len], v_cache[:, :, :ctx.kv_len]  # [B, Hkv, S, D]
-        # grouped-query attention without expanding K/V: the G query heads of a KV head become
-        # L*G query rows of that head (head h = kv * G + g, rows ordered (l, g))
-        q = q.view(B, L, Hkv, G, D).transpose(1, 2).reshape(B, Hkv, L * G, D)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=ctx.mask)  # [B, Hkv, L*G, D]
-        out = out.view(B, Hkv, L, G, D).transpose(1, 2).reshape(B, L, Hkv * G * D)
+        out = grouped_sdpa(q.view(B, L, self.n_heads, D), k_cache[:, :, :ctx.kv_len], v_cache[:, :, :ctx.kv_len],
+                           ctx.mask)
         return self.o_proj(out, ctx.lora)
+
+
+def grouped_sdpa(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """q [B, L, H, D] over keys/values [B, Hkv, S, D] with an `additive_mask` -> [B, L, H * D].
+
+    Grouped-query attention without expanding K/V: the G query heads of a KV head become L*G query
+    rows of that head (head h = kv * G + g, rows ordered (l, g))."""
+    B, L, H, D = q.shape
+    Hkv = keys.shape[1]
+    G = H // Hkv
+    q = q.view(B, L, Hkv, G, D).transpose(1, 2).reshape(B, Hkv, L * G, D)
+    out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # [B, Hkv, L*G, D]
+    return out.view(B, Hkv, L, G, D).transpose(1, 2).reshape(B, L, H * D)
+
+
+def additive_mask(lens: torch.Tensor, L: int, kv_len: int, groups: int, causal: bool,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """[B, 1, L*G, S] additive mask for `grouped_sdpa`, one row per grouped query (l, g): key slot j
+    is visible to query l of row b iff j < lens[b] + (l + 1 if causal else L)."""
+    B, device = lens.shape[0], lens.device
+    positions = lens[:, None] + torch.arange(L, device=device)
+    limit = positions + 1 if causal else (lens + L)[:, None].expand(B, L)
+    visible = torch.arange(kv_len, device=device)[None, None, None, :] < limit[:, None, :, None]   # [B, 1, L, S]
+    additive = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
+    return additive[:, :, :, None].expand(B, 1, L, groups, kv_len).reshape(B, 1, L * groups, kv_len)
 
 
 class MLP(nn.Module):
@@ -253,7 +274,8 @@ class ForwardContext:
         self.kv_len = cache.max_len if kv_len is None else kv_len
         # decoding chunks on CUDA run the Triton kernels, which derive visibility from `lens` themselves
         self.kernels = model.use_kernels(input_ids)
-        self.mask = None if self.kernels else self._additive_mask(model, B, L, mode, dtype)
+        groups = model.config.num_attention_heads // model.config.num_key_value_heads
+        self.mask = None if self.kernels else additive_mask(cache.lens, L, self.kv_len, groups, self.causal, dtype)
         cos, sin = rope_cos_sin(self.positions, model.inv_freq, model.attention_factor, dtype)
         self.cos, self.sin = cos.reshape(B * L, 1, -1), sin.reshape(B * L, 1, -1)   # [N, 1, D]
         self.q_scale = llama4_query_scale(self.positions, model.config.rope, dtype).reshape(B * L, 1, 1)
@@ -261,17 +283,6 @@ class ForwardContext:
         self.q_scale_flat = self.q_scale.view(B * L)
         self.lora = lora
         self.ops = model.ops
-
-    def _additive_mask(self, model: "NLDModel", B: int, L: int, mode: AttnMode, dtype: torch.dtype) -> torch.Tensor:
-        """[B, 1, L*G, S] additive mask, one row per grouped query (l, g): see Attention.forward.
-        Key slot j is visible to query i of row b iff j < lens[b] + (i + 1 if causal else L)."""
-        device = self.positions.device
-        limit = self.positions + 1 if mode == "causal" else (self.lens + L)[:, None].expand(B, L)
-        slots = torch.arange(self.kv_len, device=device)
-        visible = slots[None, None, None, :] < limit[:, None, :, None]       # [B, 1, L, S]
-        G = model.config.num_attention_heads // model.config.num_key_value_heads
-        additive = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
-        return additive[:, :, :, None].expand(B, 1, L, G, self.kv_len).reshape(B, 1, L * G, self.kv_len)
 
 
 @dataclass
