@@ -15,17 +15,13 @@ import argparse
 import collections
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import (MODES, build_model, bundle_for, copy_bandwidth, prefill_cache, random_prompts,  # noqa: E402
-                    timed, weight_bytes)
-
-from xp.dlm_generate import GenerationRequest, get_engine  # noqa: E402
+from engine import build_model, copy_bandwidth, prefill_cache, random_prompts, timed, weight_bytes  # noqa: E402
 
 from xp.model.tiny import config_8b  # noqa: E402
 
@@ -59,39 +55,11 @@ def kernel_table(model, batch: int, length: int, mode: str, prompt: int, replays
             "kernels": [{"name": n, "calls": c, "us": t} for n, c, t in rows]}
 
 
-def decode_profile(model, mode: str, prompt: int, new_tokens: int) -> dict:
-    """One batch-1 generate() of `mode` (second call: graphs already captured) under the profiler:
-    wall time against the GPU's busy time; the difference is where the GPU waited for the host."""
-    engine_name, settings = MODES[mode]
-    engine = get_engine(engine_name, bundle_for(model))
-    req = [GenerationRequest(prompt_ids=random_prompts(1, prompt, model.config.vocab_size, seed=7)[0],
-                             max_new_tokens=new_tokens, eos_early_stop=False, **settings)]
-    engine.generate(req)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        t0 = time.perf_counter()
-        result = engine.generate(req)[0]
-        torch.cuda.synchronize()
-        wall = time.perf_counter() - t0
-    spans = sorted((ev.time_range.start, ev.time_range.end) for ev in prof.events()
-                   if ev.device_type == torch.autograd.DeviceType.CUDA)
-    busy, end = 0.0, float("-inf")
-    for a, b in spans:   # union of kernel intervals (us)
-        if b > end:
-            busy += b - max(a, end)
-            end = b
-    first = spans[0][0] if spans else 0.0
-    return {"wall_us": wall * 1e6, "gpu_busy_us": busy, "gpu_span_us": end - first, "nfe": result.nfe,
-            "tokens": len(result.tokens)}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--prompt-len", type=int, default=1024)
     ap.add_argument("--passes", default=",".join(PASSES), help="comma list of " + ", ".join(PASSES))
-    ap.add_argument("--decode-modes", default="ar,linear_spec_b32", help="batch-1 generate() profiles (empty: none)")
-    ap.add_argument("--new-tokens", type=int, default=64)
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("error: bench/profile_step.py needs a CUDA GPU")
@@ -109,11 +77,6 @@ def main() -> int:
         print(f"{'calls':>6s} {'mean us':>8s} {'total us':>9s}  kernel")
         for k in r["kernels"][:14]:
             print(f"{k['calls']:6.1f} {k['us'] / k['calls']:8.2f} {k['us']:9.1f}  {k['name']}")
-    for mode in filter(None, args.decode_modes.split(",")):
-        r = result.setdefault("decode", {})[mode] = decode_profile(model, mode, args.prompt_len, args.new_tokens)
-        print(f"\n== generate {mode} b1, {r['tokens']} tokens, {r['nfe']} forwards: wall {r['wall_us'] / 1e3:.2f} ms, "
-              f"GPU busy {r['gpu_busy_us'] / 1e3:.2f} ms over a {r['gpu_span_us'] / 1e3:.2f} ms span "
-              f"({(r['wall_us'] - r['gpu_busy_us']) / r['nfe']:.0f} us per forward not busy)")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile_step.json").write_text(json.dumps(result, indent=1))
     return 0
